@@ -1,0 +1,36 @@
+"""HunyuanVideo text-to-video through diffusers, with group offloading of every component.
+
+A plain library: nothing here imports ComfyUI. Typical use::
+
+    model = load_pipeline("models/diffusers/HunyuanVideo", offload=plan)
+    conditioning = encode_prompts(model, ["a cat walks on the grass"])
+    latents = sample(model, conditioning, SamplingSettings(width=848, height=480, frames=61))
+    frames = decode(model, latents)  # [videos, frames, H, W, 3], 0..1
+"""
+
+from .decode import TilingSettings, decode
+from .encode import Conditioning, PromptEmbeddings, encode_prompts
+from .errors import UserInputError
+from .loaded_pipeline import LoadedPipeline
+from .loader import load_pipeline
+from .offload import OffloadConfig, OffloadMode, OffloadPlan
+from .offload_probe import count_onloads, hook_counts
+from .sampling import SamplingSettings, sample
+
+__all__ = [
+    "Conditioning",
+    "LoadedPipeline",
+    "OffloadConfig",
+    "OffloadMode",
+    "OffloadPlan",
+    "PromptEmbeddings",
+    "SamplingSettings",
+    "TilingSettings",
+    "UserInputError",
+    "count_onloads",
+    "decode",
+    "encode_prompts",
+    "hook_counts",
+    "load_pipeline",
+    "sample",
+]
