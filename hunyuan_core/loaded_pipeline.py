@@ -1,0 +1,77 @@
+"""A loaded HunyuanVideo pipeline together with what the pack knows about it.
+
+The diffusers pipeline object does not record the folder it came from, the dtypes it was loaded in,
+the prompt template it needs, or the offload plan applied to it; this wrapper does, so every later step
+(encode, sample, decode, reconfigure, release) can read them instead of guessing.
+"""
+
+from __future__ import annotations
+
+import gc
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .errors import UserInputError
+from .model_spec import PipelineSpec
+from .offload import AppliedOffload, OffloadPlan, apply_offload, remove_offload
+
+
+@dataclass(eq=False)
+class LoadedPipeline:
+    pipe: object  # a diffusers HunyuanVideo pipeline
+    spec: PipelineSpec
+    folder: Path
+    dtypes: dict[str, torch.dtype]
+    prompt_template: dict
+    _offload: AppliedOffload | None = field(default=None, repr=False)
+
+    @property
+    def modules(self) -> dict[str, torch.nn.Module]:
+        """The torch components (transformer, text encoders, VAE) by name."""
+        pipe = self._live_pipe()
+        return {name: getattr(pipe, name) for name in self.spec.module_names}
+
+    @property
+    def offload_plan(self) -> OffloadPlan:
+        self._live_pipe()
+        return self._offload.plan
+
+    @property
+    def device(self) -> torch.device:
+        """Where computation happens: the onload device of the offload plan."""
+        return self.offload_plan.onload_device
+
+    def configure_offload(self, plan: OffloadPlan) -> None:
+        """Replaces the current offload plan with `plan` (old hooks removed first, never stacked)."""
+        modules = self.modules
+        old = self._offload
+        self._offload = None
+        if old is not None:
+            for module in modules.values():
+                remove_offload(module)
+            old.cleanup()
+        self._offload = apply_offload(modules, self.spec, plan)
+
+    def release(self) -> None:
+        """Frees the weights: hooks removed, disk offload files deleted, references dropped."""
+        if self.pipe is None:
+            return
+        for module in self.modules.values():
+            remove_offload(module)
+        if self._offload is not None:
+            self._offload.cleanup()
+        self._offload = None
+        self.pipe = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def _live_pipe(self):
+        if self.pipe is None:
+            raise UserInputError(
+                f"The model from {self.folder} was released (another model was loaded or memory was freed). "
+                "Run the loader again."
+            )
+        return self.pipe

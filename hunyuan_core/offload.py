@@ -1,0 +1,245 @@
+"""Group offloading for every component, through diffusers' own hooks.
+
+An `OffloadPlan` maps each torch component of a pipeline (transformer, both text encoders, VAE) to an
+`OffloadConfig`. Applying a plan first removes whatever group offloading the pipeline had (applying
+twice is otherwise a silent no-op in diffusers), then hooks every component, so that no component is
+left on the CPU while its inputs are on the accelerator (diffusers #10797). Components whose default
+block split is wrong get the block names from their `ComponentSpec` (see model_spec.py).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from pathlib import Path
+from typing import Mapping
+
+import torch
+
+from .errors import UserInputError
+from .model_spec import PipelineSpec
+
+GROUP_OFFLOADING_HOOKS = ("group_offloading", "layer_execution_tracker", "lazy_prefetch_group_offloading")
+
+
+class OffloadMode(str, Enum):
+    NONE = "none"  # the component lives on the onload device
+    BLOCK_LEVEL = "block_level"  # groups of blocks move on and off as they run
+    LEAF_LEVEL = "leaf_level"  # every Linear/Conv/Embedding moves on its own: least VRAM
+
+
+@dataclass(frozen=True)
+class OffloadConfig:
+    """How one component is offloaded; the fields mirror `diffusers.hooks.apply_group_offloading`."""
+
+    mode: OffloadMode = OffloadMode.NONE
+    onload_device: str = "cpu"
+    offload_device: str = "cpu"
+    num_blocks_per_group: int = 1
+    use_stream: bool = False
+    record_stream: bool = False
+    non_blocking: bool = False
+    low_cpu_mem_usage: bool = False
+    disk_folder: str | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "mode", OffloadMode(self.mode))
+        object.__setattr__(self, "onload_device", str(torch.device(self.onload_device)))
+        object.__setattr__(self, "offload_device", str(torch.device(self.offload_device)))
+
+    def validate(self, component: str) -> None:
+        where = f"offload settings for {component}"
+        if self.mode == OffloadMode.NONE:
+            return
+        if self.mode == OffloadMode.BLOCK_LEVEL and self.num_blocks_per_group < 1:
+            raise UserInputError(f"{where}: blocks per group must be at least 1, got {self.num_blocks_per_group}.")
+        onload_type = torch.device(self.onload_device).type
+        if self.use_stream and onload_type == "cpu":
+            raise UserInputError(
+                f"{where}: use_stream needs an accelerator (CUDA) onload device, but the onload device is the "
+                "CPU. Turn use_stream off, or run on a GPU."
+            )
+        if self.record_stream and not self.use_stream:
+            raise UserInputError(f"{where}: record_stream only works together with use_stream. Turn one on or both off.")
+        if self.use_stream and not _device_has_streams(onload_type):
+            raise UserInputError(
+                f"{where}: the onload device {self.onload_device} has no streams. Turn use_stream off."
+            )
+        if self.disk_folder is not None:
+            _check_writable(self.disk_folder, where)
+
+
+def _device_has_streams(device_type: str) -> bool:
+    backend = getattr(torch, device_type, None)
+    return backend is not None and hasattr(backend, "Stream") and backend.is_available()
+
+
+def _check_writable(folder: str, where: str) -> None:
+    path = Path(folder)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path):
+            pass
+    except OSError as error:
+        raise UserInputError(
+            f"{where}: the disk offload folder {folder} is not writable ({error.strerror}). "
+            "Choose a folder you can write to, on a disk with room for the model."
+        ) from error
+
+
+@dataclass(frozen=True)
+class OffloadPlan:
+    """One `OffloadConfig` per torch component, all with the same onload device."""
+
+    configs: Mapping[str, OffloadConfig] = field(default_factory=dict)
+
+    @classmethod
+    def uniform(cls, config: OffloadConfig, components: tuple[str, ...]) -> OffloadPlan:
+        return cls({name: config for name in components})
+
+    def with_config(self, components: tuple[str, ...], config: OffloadConfig) -> OffloadPlan:
+        return OffloadPlan({**self.configs, **{name: config for name in components}})
+
+    @property
+    def onload_device(self) -> torch.device:
+        devices = {c.onload_device for c in self.configs.values()}
+        if len(devices) != 1:
+            raise UserInputError(
+                f"All components must compute on one device, but the offload settings name {sorted(devices)}. "
+                "Use the same onload device for every component."
+            )
+        return torch.device(devices.pop())
+
+    def validate(self, spec: PipelineSpec) -> None:
+        missing = [name for name in spec.module_names if name not in self.configs]
+        if missing:
+            raise UserInputError(f"The offload plan has no settings for {', '.join(missing)}.")
+        for name in spec.module_names:
+            self.configs[name].validate(name)
+        self.onload_device  # noqa: B018 - raises when the devices differ
+
+
+def offload_hooks(module: torch.nn.Module) -> list:
+    """Every diffusers group-offloading hook on `module` and its submodules."""
+    hooks = []
+    for submodule in module.modules():
+        registry = getattr(submodule, "_diffusers_hook", None)
+        hook = registry.get_hook("group_offloading") if registry is not None else None
+        if hook is not None:
+            hooks.append(hook)
+    return hooks
+
+
+def _refuse_accelerate_hooks(name: str, module: torch.nn.Module) -> None:
+    for submodule in module.modules():
+        if hasattr(submodule, "_hf_hook"):
+            raise UserInputError(
+                f"{name} already uses accelerate offloading (enable_model_cpu_offload or "
+                "enable_sequential_cpu_offload). Offloading strategies do not stack: load the model again "
+                "without them before applying group offloading."
+            )
+
+
+def _restore_from_disk(hooks: list) -> None:
+    """Disk offloading leaves empty placeholders in memory; read the real weights back before unhooking."""
+    from safetensors.torch import load_file
+
+    for hook in hooks:
+        group = hook.group
+        if group.offload_to_disk_path is None or not Path(group.safetensors_file_path).exists():
+            continue
+        tensors = load_file(group.safetensors_file_path, device=str(group.offload_device))
+        for key, tensor in group.key_to_tensor.items():
+            tensor.data = tensors[key]
+
+
+def remove_offload(module: torch.nn.Module, park_device: str | torch.device = "cpu") -> None:
+    """Removes group offloading from `module`; its weights end up on `park_device`, never as placeholders."""
+    from diffusers.hooks import HookRegistry
+
+    hooks = offload_hooks(module)
+    _restore_from_disk(hooks)
+    registry = HookRegistry.check_if_exists_or_initialize(module)
+    for name in GROUP_OFFLOADING_HOOKS:
+        registry.remove_hook(name, recurse=True)
+    module.to(park_device)
+
+
+@dataclass
+class AppliedOffload:
+    """What `apply_offload` did, so that it can be undone exactly."""
+
+    plan: OffloadPlan
+    disk_folders: list[str] = field(default_factory=list)
+
+    def cleanup(self) -> None:
+        for folder in self.disk_folders:
+            shutil.rmtree(folder, ignore_errors=True)
+        self.disk_folders.clear()
+
+
+def apply_offload(components: Mapping[str, torch.nn.Module], spec: PipelineSpec, plan: OffloadPlan) -> AppliedOffload:
+    """Hooks every torch component according to `plan`; call `remove_offload` on each to undo."""
+    from diffusers.hooks import apply_group_offloading
+
+    plan.validate(spec)
+    applied = AppliedOffload(plan)
+    for name in spec.module_names:
+        module = components[name]
+        config = plan.configs[name]
+        _refuse_accelerate_hooks(name, module)
+        remove_offload(module, config.offload_device)
+        if config.mode == OffloadMode.NONE:
+            module.to(config.onload_device)
+            continue
+        disk_path = None
+        if config.disk_folder is not None:
+            # A fresh folder per component and application: diffusers reuses any files it finds in the
+            # folder without checking, which silently corrupts a second model offloaded to the same place.
+            disk_path = tempfile.mkdtemp(prefix=f"{name}-", dir=config.disk_folder)
+            applied.disk_folders.append(disk_path)
+        block_modules = spec.component(name).offload_block_modules
+        apply_group_offloading(
+            module,
+            onload_device=torch.device(config.onload_device),
+            offload_device=torch.device(config.offload_device),
+            offload_type=config.mode.value,
+            num_blocks_per_group=config.num_blocks_per_group if config.mode == OffloadMode.BLOCK_LEVEL else None,
+            non_blocking=config.non_blocking,
+            use_stream=config.use_stream,
+            record_stream=config.record_stream,
+            low_cpu_mem_usage=config.low_cpu_mem_usage,
+            offload_to_disk_path=disk_path,
+            block_modules=list(block_modules) if block_modules else None,
+        )
+    return applied
+
+
+def module_bytes(module: torch.nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in (*module.parameters(), *module.buffers()))
+
+
+def describe(plan: OffloadPlan) -> str:
+    """One line per component, for logs and the CLI."""
+    lines = []
+    for name, config in plan.configs.items():
+        details = config.mode.value
+        if config.mode != OffloadMode.NONE:
+            extras = [f"{config.onload_device}<->{config.offload_device}"]
+            if config.mode == OffloadMode.BLOCK_LEVEL:
+                extras.append(f"{config.num_blocks_per_group} block(s)/group")
+            extras += [flag for flag in ("use_stream", "record_stream", "low_cpu_mem_usage") if getattr(config, flag)]
+            if config.disk_folder:
+                extras.append(f"disk:{config.disk_folder}")
+            details += " (" + ", ".join(extras) + ")"
+        lines.append(f"{name}: {details}")
+    return "\n".join(lines)
+
+
+def replace_devices(plan: OffloadPlan, onload_device: str, offload_device: str) -> OffloadPlan:
+    return OffloadPlan(
+        {name: replace(c, onload_device=onload_device, offload_device=offload_device) for name, c in plan.configs.items()}
+    )
+
