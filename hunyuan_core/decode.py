@@ -1,0 +1,77 @@
+"""Latents to frames with diffusers' VAE tiling, one video at a time to bound peak memory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .errors import UserInputError
+from .loaded_pipeline import LoadedPipeline
+from .progress import StepCallback, step_progress
+
+
+@dataclass(frozen=True)
+class TilingSettings:
+    """VAE tiling in pixels and frames (diffusers' defaults). Temporal tiles are always used by diffusers."""
+
+    spatial: bool = True
+    tile_size: int = 256
+    tile_overlap: int = 64
+    tile_frames: int = 16
+    frame_overlap: int = 4
+
+    def validate(self) -> None:
+        if self.tile_size < 64 or self.tile_size % 32:
+            raise UserInputError(f"Tile size must be a multiple of 32 and at least 64 pixels, got {self.tile_size}.")
+        if self.tile_overlap % 8 or not 0 <= self.tile_overlap <= self.tile_size // 2:
+            raise UserInputError(
+                f"Tile overlap must be a multiple of 8 from 0 to half the tile size ({self.tile_size // 2}), "
+                f"got {self.tile_overlap}."
+            )
+        if self.tile_frames < 8 or self.tile_frames % 4:
+            raise UserInputError(f"Tile frames must be a multiple of 4 and at least 8, got {self.tile_frames}.")
+        if self.frame_overlap % 4 or not 0 <= self.frame_overlap <= self.tile_frames // 2:
+            raise UserInputError(
+                f"Frame overlap must be a multiple of 4 from 0 to half the tile frames ({self.tile_frames // 2}), "
+                f"got {self.frame_overlap}."
+            )
+
+    def apply_to(self, vae) -> None:
+        vae.use_tiling = self.spatial
+        vae.tile_sample_min_height = vae.tile_sample_min_width = self.tile_size
+        vae.tile_sample_stride_height = vae.tile_sample_stride_width = self.tile_size - self.tile_overlap
+        vae.tile_sample_min_num_frames = self.tile_frames
+        vae.tile_sample_stride_num_frames = self.tile_frames - self.frame_overlap
+
+
+def check_latents(latents: torch.Tensor, channels: int) -> None:
+    if not isinstance(latents, torch.Tensor) or latents.ndim != 5 or latents.shape[1] != channels:
+        shape = tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__
+        raise UserInputError(
+            f"Expected HunyuanVideo video latents shaped [batch, {channels}, frames, height, width], got {shape}. "
+            "Connect the output of a HunyuanVideo sampler or an empty HunyuanVideo latent."
+        )
+
+
+@torch.no_grad()
+def decode(
+    model: LoadedPipeline,
+    latents: torch.Tensor,
+    tiling: TilingSettings | None = None,
+    on_video: StepCallback | None = None,
+) -> torch.Tensor:
+    """Decodes raw VAE latents `[B, 16, T, h, w]` to frames `[B, frames, H, W, 3]`, float32 in 0..1, on the CPU."""
+    tiling = tiling or TilingSettings()
+    tiling.validate()
+    vae = model.pipe.vae
+    check_latents(latents, vae.config.latent_channels)
+    tiling.apply_to(vae)
+    videos = []
+    with step_progress(on_video, len(latents), "Decoding") as report:
+        for index, video_latents in enumerate(latents.split(1)):
+            video = vae.decode(video_latents.to(model.device, model.dtypes["vae"]), return_dict=False)[0]
+            frames = model.pipe.video_processor.postprocess_video(video.float(), output_type="pt")
+            videos.append(frames.permute(0, 1, 3, 4, 2).cpu())
+            report(index + 1, len(latents))
+    return torch.cat(videos)

@@ -1,0 +1,151 @@
+"""Text-to-video sampling: the flow-matching Euler loop of diffusers' HunyuanVideoPipeline, per batch.
+
+The loop is diffusers' own (same scheduler, same transformer call, same guidance embedding) but written
+out here so that it can take a batch of different prompts, give every video its own seed, report each
+step and stop between steps. Each video of a batch equals the same prompt and seed generated alone.
+
+Latents in and out of the core are raw VAE latents `[B, 16, (frames-1)//4+1, H/8, W/8]`, not scaled by
+the VAE's scaling factor: the layout ComfyUI's native HunyuanVideo nodes use.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .encode import Conditioning, PromptEmbeddings
+from .errors import UserInputError
+from .loaded_pipeline import LoadedPipeline
+from .progress import StepCallback, step_progress
+
+MAX_SEED = 2**64 - 1
+
+
+def check_video_size(width: int, height: int, frames: int) -> None:
+    """Raises `UserInputError` unless the size is one HunyuanVideo can generate."""
+    if width < 16 or height < 16 or width % 16 or height % 16:
+        suggestion = f"{max(16, round(width / 16) * 16)}x{max(16, round(height / 16) * 16)}"
+        raise UserInputError(
+            f"Width and height must be multiples of 16 (8x VAE times 2x patch), got {width}x{height}. "
+            f"Try {suggestion}."
+        )
+    if frames < 1 or (frames - 1) % 4:
+        suggestion = max(1, round((frames - 1) / 4) * 4 + 1)
+        raise UserInputError(
+            f"Frames must be 4k+1 (1, 5, 9, ..., 61, ..., 129) because the VAE compresses time 4x, got {frames}. "
+            f"Try {suggestion}."
+        )
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    width: int = 848
+    height: int = 480
+    frames: int = 61
+    steps: int = 30
+    guidance_scale: float = 6.0  # embedded guidance (the distilled model's "CFG")
+    true_cfg_scale: float = 1.0  # > 1 runs real classifier-free guidance against the negative prompt
+    flow_shift: float = 7.0
+    seed: int = 0
+    videos_per_prompt: int = 1
+
+    def validate(self) -> None:
+        check_video_size(self.width, self.height, self.frames)
+        if self.steps < 1:
+            raise UserInputError(f"Steps must be at least 1, got {self.steps}.")
+        if self.videos_per_prompt < 1:
+            raise UserInputError(f"Videos per prompt must be at least 1, got {self.videos_per_prompt}.")
+        for name in ("guidance_scale", "true_cfg_scale", "flow_shift"):
+            if not math.isfinite(getattr(self, name)):
+                raise UserInputError(f"{name} must be a finite number, got {getattr(self, name)}.")
+        if self.true_cfg_scale < 1:
+            raise UserInputError(f"true_cfg_scale must be 1 (off) or more, got {self.true_cfg_scale}.")
+        if self.flow_shift <= 0:
+            raise UserInputError(f"flow_shift must be positive, got {self.flow_shift}.")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise UserInputError(f"Seed must be between 0 and {MAX_SEED}, got {self.seed}.")
+
+    @property
+    def uses_true_cfg(self) -> bool:
+        return self.true_cfg_scale > 1
+
+
+def initial_noise(shape: tuple[int, ...], seeds: list[int]) -> torch.Tensor:
+    """Float32 noise made on the CPU, one generator per video, so results do not depend on the device."""
+    rows = [torch.randn(shape, generator=torch.Generator("cpu").manual_seed(s % (MAX_SEED + 1))) for s in seeds]
+    return torch.stack(rows)
+
+
+def latent_shape(model: LoadedPipeline, settings: SamplingSettings) -> tuple[int, int, int, int]:
+    pipe = model.pipe
+    return (
+        pipe.transformer.config.in_channels,
+        (settings.frames - 1) // pipe.vae_scale_factor_temporal + 1,
+        settings.height // pipe.vae_scale_factor_spatial,
+        settings.width // pipe.vae_scale_factor_spatial,
+    )
+
+
+def _scheduler(model: LoadedPipeline, settings: SamplingSettings, device: torch.device):
+    """A fresh scheduler per run: nothing carries over from a cancelled or earlier run."""
+    scheduler = type(model.pipe.scheduler).from_config(model.pipe.scheduler.config, shift=settings.flow_shift)
+    sigmas = np.linspace(1.0, 0.0, settings.steps + 1)[:-1]
+    scheduler.set_timesteps(sigmas=sigmas, device=device)
+    scheduler.set_begin_index(0)
+    return scheduler
+
+
+def _predict(transformer, latents, timestep, text: PromptEmbeddings, guidance, dtype) -> torch.Tensor:
+    return transformer(
+        hidden_states=latents.to(dtype),
+        timestep=timestep,
+        encoder_hidden_states=text.embeds,
+        encoder_attention_mask=text.mask,
+        pooled_projections=text.pooled,
+        guidance=guidance,
+        return_dict=False,
+    )[0]
+
+
+@torch.no_grad()
+def sample(
+    model: LoadedPipeline,
+    conditioning: Conditioning,
+    settings: SamplingSettings,
+    on_step: StepCallback | None = None,
+) -> torch.Tensor:
+    """Generates `len(prompts) * videos_per_prompt` videos; returns raw VAE latents on the CPU.
+
+    Video k (prompt-major: all videos of the first prompt come first) uses seed `settings.seed + k`.
+    """
+    settings.validate()
+    if settings.uses_true_cfg and conditioning.negative is None:
+        raise UserInputError(
+            f"true_cfg_scale is {settings.true_cfg_scale} but no negative prompt was encoded. Encode a negative "
+            "prompt (it may be empty) or set true_cfg_scale to 1."
+        )
+    device, dtype = model.device, model.dtypes["transformer"]
+    transformer = model.pipe.transformer
+    rows = torch.arange(len(conditioning.prompts)).repeat_interleave(settings.videos_per_prompt)
+    batch = len(rows)
+    positive = conditioning.positive.select(rows).to(device, dtype)
+    negative = conditioning.negative.select(rows).to(device, dtype) if settings.uses_true_cfg else None
+
+    latents = initial_noise(latent_shape(model, settings), [settings.seed + k for k in range(batch)]).to(device)
+    guidance = torch.full((batch,), settings.guidance_scale * 1000.0, dtype=dtype, device=device)
+    scheduler = _scheduler(model, settings, device)
+
+    with step_progress(on_step, settings.steps, "Sampling") as report:
+        for step, t in enumerate(scheduler.timesteps):
+            timestep = t.expand(batch).to(latents.dtype)
+            noise_pred = _predict(transformer, latents, timestep, positive, guidance, dtype)
+            if negative is not None:
+                negative_pred = _predict(transformer, latents, timestep, negative, guidance, dtype)
+                noise_pred = negative_pred + settings.true_cfg_scale * (noise_pred - negative_pred)
+            latents = scheduler.step(noise_pred, t, latents, return_dict=False)[0]
+            report(step + 1, settings.steps)
+
+    return (latents / model.pipe.vae.config.scaling_factor).cpu()
