@@ -1,0 +1,153 @@
+"""Command line: `python -m hunyuan_core generate --model PATH|tiny --prompt ... --out video.webp`.
+
+`--model tiny` builds the tiny random model in a temporary folder, so a fresh machine can run the whole
+path (load, offload, encode, sample, decode, save) in seconds; its videos are noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from contextlib import ExitStack
+from dataclasses import fields
+from pathlib import Path
+
+from .decode import TilingSettings, decode
+from .encode import encode_prompts
+from .errors import UserInputError
+from .loader import DTYPES, default_device, load_pipeline, parse_dtype
+from .model_spec import HUNYUAN_VIDEO_T2V
+from .offload import OffloadConfig, OffloadMode, OffloadPlan, describe
+from .offload_probe import count_onloads, hook_counts
+from .sampling import SamplingSettings
+from .sampling import sample as sample_latents
+from .tiny_model import save_tiny_model
+from .video_io import FORMATS, numbered_paths, save_video
+
+TINY_DEFAULTS = {"width": 64, "height": 64, "frames": 9, "steps": 4}
+
+
+def _add_generate(subparsers) -> None:
+    parser = subparsers.add_parser("generate", help="generate videos from text")
+    parser.add_argument("--model", required=True, help="diffusers-format HunyuanVideo folder, or 'tiny'")
+    parser.add_argument("--prompt", action="append", help="prompt (repeat for a batch)")
+    parser.add_argument("--clip-prompt", action="append", help="separate prompt for CLIP (one, or one per prompt)")
+    parser.add_argument("--negative-prompt", help="negative prompt, used when --true-cfg-scale > 1")
+    defaults = SamplingSettings()
+    for field in fields(SamplingSettings):
+        kind = type(getattr(defaults, field.name))
+        parser.add_argument(f"--{field.name.replace('_', '-')}", type=kind, default=None,
+                            help=f"default {getattr(defaults, field.name)}" + (" (tiny: smaller)" if field.name in TINY_DEFAULTS else ""))
+    parser.add_argument("--device", help="compute device (default: cuda if available, else cpu)")
+    parser.add_argument("--dtype", action="append", default=[], metavar="COMPONENT=DTYPE",
+                        help=f"e.g. transformer=bf16; dtypes: {', '.join(DTYPES)}")
+    parser.add_argument("--offload", choices=[m.value for m in OffloadMode], default="none",
+                        help="group offloading for every component")
+    parser.add_argument("--offload-device", default="cpu")
+    parser.add_argument("--blocks-per-group", type=int, default=1)
+    for flag in ("use-stream", "record-stream", "non-blocking", "low-cpu-mem-usage"):
+        parser.add_argument(f"--{flag}", action="store_true")
+    parser.add_argument("--offload-folder", help="offload weights to files in this folder instead of RAM")
+    parser.add_argument("--no-tiling", action="store_true", help="decode without spatial VAE tiling")
+    parser.add_argument("--fps", type=float, default=24.0)
+    parser.add_argument("--out", default="video.webp", help=f"output file ({', '.join(FORMATS)}); numbered for batches")
+
+
+def _sampling_settings(args, tiny: bool) -> SamplingSettings:
+    values = {}
+    for field in fields(SamplingSettings):
+        value = getattr(args, field.name)
+        if value is None and tiny and field.name in TINY_DEFAULTS:
+            value = TINY_DEFAULTS[field.name]
+        if value is not None:
+            values[field.name] = value
+    return SamplingSettings(**values)
+
+
+def _offload_plan(args) -> OffloadPlan:
+    config = OffloadConfig(
+        mode=args.offload,
+        onload_device=args.device or str(default_device()),
+        offload_device=args.offload_device,
+        num_blocks_per_group=args.blocks_per_group,
+        use_stream=args.use_stream,
+        record_stream=args.record_stream,
+        non_blocking=args.non_blocking,
+        low_cpu_mem_usage=args.low_cpu_mem_usage,
+        disk_folder=args.offload_folder,
+    )
+    return OffloadPlan.uniform(config, HUNYUAN_VIDEO_T2V.module_names)
+
+
+def _dtypes(pairs: list[str]) -> dict:
+    dtypes = {}
+    for pair in pairs:
+        name, _, dtype = pair.partition("=")
+        if not dtype:
+            raise UserInputError(f"--dtype takes COMPONENT=DTYPE, e.g. transformer=bf16; got {pair!r}.")
+        dtypes[name] = parse_dtype(dtype)
+    return dtypes
+
+
+def generate(args) -> list[Path]:
+    tiny = args.model == "tiny"
+    settings = _sampling_settings(args, tiny)
+    settings.validate()
+    plan = _offload_plan(args)
+    with ExitStack() as stack:
+        folder = args.model
+        if tiny:
+            folder = save_tiny_model(stack.enter_context(tempfile.TemporaryDirectory()) + "/tiny")
+        model = stack.enter_context(_released(load_pipeline(folder, _dtypes(args.dtype), plan)))
+        print(f"model: {folder}\ndevice: {model.device}\noffload:\n{describe(model.offload_plan)}")
+        with count_onloads(model.modules) as onloads:
+            conditioning = encode_prompts(
+                model, args.prompt or ["a cat walks on the grass, realistic"], args.clip_prompt, args.negative_prompt
+            )
+            latents = sample_latents(model, conditioning, settings)
+            videos = decode(model, latents, TilingSettings(spatial=not args.no_tiling))
+        _report_onloads(hook_counts(model.modules), onloads)
+    paths = [save_video(video, path, args.fps) for video, path in zip(videos, numbered_paths(args.out, len(videos)))]
+    for path in paths:
+        print(f"wrote {path}")
+    return paths
+
+
+def _report_onloads(hooks: dict[str, int], onloads: dict[str, int]) -> None:
+    for name, count in hooks.items():
+        if count:
+            status = "ok" if onloads[name] else "NEVER ONLOADED"
+            print(f"offload check: {name}: {count} hooks, {onloads[name]} onloads - {status}")
+
+
+class _released:
+    """Context manager that releases a loaded pipeline on exit (hooks, disk files, memory)."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __enter__(self):
+        return self.model
+
+    def __exit__(self, *exc):
+        self.model.release()
+
+
+def _make_tiny(args) -> None:
+    print(f"wrote {save_tiny_model(args.folder)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hunyuan_core", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    _add_generate(subparsers)
+    tiny = subparsers.add_parser("make-tiny", help="save the tiny random model as a diffusers folder")
+    tiny.add_argument("folder")
+    args = parser.parse_args(argv)
+    try:
+        generate(args) if args.command == "generate" else _make_tiny(args)
+    except UserInputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
