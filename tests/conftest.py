@@ -1,0 +1,38 @@
+"""Shared fixtures: a tiny random HunyuanVideo saved in diffusers format, built once per test session."""
+
+from __future__ import annotations
+
+import pytest
+
+from hunyuan_core.encode import encode_prompts
+from hunyuan_core.loader import load_pipeline
+from hunyuan_core.sampling import SamplingSettings
+from hunyuan_core.tiny_model import save_tiny_model
+
+TINY_SETTINGS = SamplingSettings(width=16, height=16, frames=9, steps=2, seed=7)
+PROMPTS = ["a cat walks", "a red dog runs across the snowy field at night"]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    return save_tiny_model(tmp_path_factory.mktemp("models") / "HunyuanVideo-tiny")
+
+
+@pytest.fixture
+def model(tiny_model_dir):
+    """A freshly loaded tiny model (function scope: tests may reconfigure or release it)."""
+    loaded = load_pipeline(tiny_model_dir)
+    yield loaded
+    loaded.release()
+
+
+@pytest.fixture(scope="session")
+def shared_model(tiny_model_dir):
+    """A tiny model for tests that only read from it."""
+    return load_pipeline(tiny_model_dir)
+
+
+@pytest.fixture(scope="session")
+def conditioning(shared_model):
+    return encode_prompts(shared_model, PROMPTS, negative_prompts="blurry")
+

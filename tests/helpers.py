@@ -1,0 +1,14 @@
+"""Helpers shared by tests: run the whole text-to-video path on a loaded model."""
+
+from __future__ import annotations
+
+from hunyuan_core.decode import decode
+from hunyuan_core.encode import encode_prompts
+from hunyuan_core.sampling import sample
+
+
+def generate(model, prompts, settings, negative_prompts=None):
+    """Encode, sample and decode; returns (latents, frames)."""
+    conditioning = encode_prompts(model, prompts, negative_prompts=negative_prompts)
+    latents = sample(model, conditioning, settings)
+    return latents, decode(model, latents)

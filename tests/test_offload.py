@@ -1,0 +1,198 @@
+"""Group offloading covers all four components, really fires for each, and changes no output."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import PROMPTS, TINY_SETTINGS
+from diffusers.hooks import apply_group_offloading
+from helpers import generate
+
+from hunyuan_core.errors import UserInputError
+from hunyuan_core.offload import OffloadConfig, OffloadMode, OffloadPlan, remove_offload
+from hunyuan_core.offload_probe import count_onloads, hook_counts
+
+COMPONENTS = ("transformer", "text_encoder", "text_encoder_2", "vae")
+
+CPU_CONFIGS = {
+    "block_level": OffloadConfig(mode="block_level"),
+    "block_level_2_per_group": OffloadConfig(mode="block_level", num_blocks_per_group=2),
+    "leaf_level": OffloadConfig(mode="leaf_level"),
+    "leaf_level_low_cpu_mem": OffloadConfig(mode="leaf_level", low_cpu_mem_usage=True, non_blocking=True),
+}
+
+
+def uniform(model, config):
+    return OffloadPlan.uniform(config, model.spec.module_names)
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_model_dir):
+    """Latents and frames without any offloading."""
+    from hunyuan_core.loader import load_pipeline
+
+    model = load_pipeline(tiny_model_dir)
+    try:
+        return generate(model, PROMPTS, TINY_SETTINGS)
+    finally:
+        model.release()
+
+
+def test_plan_covers_every_torch_component(model):
+    assert tuple(model.modules) == COMPONENTS
+    assert set(model.offload_plan.configs) == set(COMPONENTS)
+
+
+@pytest.mark.parametrize("name", list(CPU_CONFIGS))
+def test_every_component_is_hooked_and_onloads(model, name):
+    model.configure_offload(uniform(model, CPU_CONFIGS[name]))
+    hooks = hook_counts(model.modules)
+    assert all(hooks[c] > 0 for c in COMPONENTS), hooks
+    with count_onloads(model.modules) as onloads:
+        generate(model, PROMPTS, TINY_SETTINGS)
+    assert all(onloads[c] > 0 for c in COMPONENTS), onloads
+
+
+def test_vae_block_modules_are_what_makes_vae_offloading_fire(model):
+    """Plain block-level offloading of the VAE never onloads during decode; ours does."""
+    vae = model.modules["vae"]
+    apply_group_offloading(vae, onload_device="cpu", offload_type="block_level", num_blocks_per_group=1)
+    with count_onloads({"vae": vae}) as plain:
+        generate(model, PROMPTS[:1], TINY_SETTINGS)
+    remove_offload(vae)
+    model.configure_offload(uniform(model, OffloadConfig(mode="block_level")))
+    with count_onloads({"vae": vae}) as ours:
+        generate(model, PROMPTS[:1], TINY_SETTINGS)
+    assert plain["vae"] == 0
+    assert ours["vae"] > 0
+
+
+@pytest.mark.parametrize("name", list(CPU_CONFIGS))
+def test_offloaded_output_is_bitwise_equal(model, reference, name):
+    model.configure_offload(uniform(model, CPU_CONFIGS[name]))
+    latents, frames = generate(model, PROMPTS, TINY_SETTINGS)
+    assert torch.equal(latents, reference[0])
+    assert torch.equal(frames, reference[1])
+
+
+def test_disk_offload_is_bitwise_equal_and_restores_weights(model, reference, tmp_path):
+    before = {name: p.clone() for name, p in model.modules["transformer"].named_parameters()}
+    model.configure_offload(uniform(model, OffloadConfig(mode="leaf_level", disk_folder=str(tmp_path))))
+    assert any(tmp_path.rglob("*.safetensors"))
+    latents, frames = generate(model, PROMPTS, TINY_SETTINGS)
+    assert torch.equal(latents, reference[0]) and torch.equal(frames, reference[1])
+
+    # While offloaded to disk the in-memory tensors are uninitialised placeholders: make that visible.
+    with torch.no_grad():
+        for parameter in model.modules["transformer"].parameters():
+            parameter.fill_(float("nan"))
+    model.configure_offload(uniform(model, OffloadConfig()))
+    after = dict(model.modules["transformer"].named_parameters())
+    assert all(torch.equal(before[name], after[name]) for name in before)
+    assert not any(tmp_path.iterdir()), "the disk offload files of a replaced plan must be deleted"
+
+
+def test_two_models_offloaded_to_one_folder_do_not_share_files(tiny_model_dir, tmp_path):
+    from hunyuan_core.loader import load_pipeline
+
+    first = load_pipeline(tiny_model_dir)
+    second = load_pipeline(tiny_model_dir)
+    try:
+        with torch.no_grad():
+            for parameter in second.modules["transformer"].parameters():
+                parameter.mul_(0.5)
+        expected, _ = generate(second, PROMPTS, TINY_SETTINGS)
+        plan_config = OffloadConfig(mode="block_level", disk_folder=str(tmp_path))
+        first.configure_offload(uniform(first, plan_config))
+        second.configure_offload(uniform(second, plan_config))
+        latents, _ = generate(second, PROMPTS, TINY_SETTINGS)
+        assert torch.equal(latents, expected)
+    finally:
+        first.release()
+        second.release()
+
+
+def test_reconfiguring_replaces_hooks_instead_of_stacking(model, reference):
+    leaf = uniform(model, OffloadConfig(mode="leaf_level"))
+    block = uniform(model, OffloadConfig(mode="block_level"))
+    model.configure_offload(leaf)
+    leaf_hooks = hook_counts(model.modules)
+    model.configure_offload(block)
+    block_hooks = hook_counts(model.modules)
+    for _ in range(3):
+        model.configure_offload(leaf)
+        model.configure_offload(block)
+    assert hook_counts(model.modules) == block_hooks
+    model.configure_offload(leaf)
+    assert hook_counts(model.modules) == leaf_hooks
+    assert leaf_hooks != block_hooks
+    model.configure_offload(uniform(model, OffloadConfig()))
+    assert hook_counts(model.modules) == dict.fromkeys(COMPONENTS, 0)
+    latents, frames = generate(model, PROMPTS, TINY_SETTINGS)
+    assert torch.equal(latents, reference[0]) and torch.equal(frames, reference[1])
+
+
+def test_per_component_plans(model, reference):
+    plan = uniform(model, OffloadConfig(mode="block_level")).with_config(
+        ("text_encoder", "text_encoder_2"), OffloadConfig(mode="leaf_level")
+    )
+    model.configure_offload(plan)
+    assert model.offload_plan.configs["text_encoder"].mode == OffloadMode.LEAF_LEVEL
+    assert model.offload_plan.configs["vae"].mode == OffloadMode.BLOCK_LEVEL
+    latents, _ = generate(model, PROMPTS, TINY_SETTINGS)
+    assert torch.equal(latents, reference[0])
+
+
+def test_accelerate_offloading_is_refused(model):
+    from accelerate.hooks import CpuOffload, add_hook_to_module
+
+    add_hook_to_module(model.modules["vae"], CpuOffload(execution_device="cpu"))
+    with pytest.raises(UserInputError) as error:
+        model.configure_offload(uniform(model, OffloadConfig(mode="leaf_level")))
+    assert str(error.value) == (
+        "vae already uses accelerate offloading (enable_model_cpu_offload or enable_sequential_cpu_offload). "
+        "Offloading strategies do not stack: load the model again without them before applying group offloading."
+    )
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (
+            OffloadConfig(mode="leaf_level", use_stream=True),
+            "offload settings for transformer: use_stream needs an accelerator (CUDA) onload device, but the onload "
+            "device is the CPU. Turn use_stream off, or run on a GPU.",
+        ),
+        (
+            OffloadConfig(mode="leaf_level", record_stream=True),
+            "offload settings for transformer: record_stream only works together with use_stream. "
+            "Turn one on or both off.",
+        ),
+        (
+            OffloadConfig(mode="block_level", num_blocks_per_group=0),
+            "offload settings for transformer: blocks per group must be at least 1, got 0.",
+        ),
+    ],
+)
+def test_bad_offload_settings_are_explained(model, config, message):
+    with pytest.raises(UserInputError) as error:
+        model.configure_offload(uniform(model, config))
+    assert str(error.value) == message
+
+
+def test_unwritable_disk_folder_is_explained(model, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    config = OffloadConfig(mode="leaf_level", disk_folder=str(blocker / "offload"))
+    with pytest.raises(UserInputError, match=r"the disk offload folder .* is not writable"):
+        model.configure_offload(uniform(model, config))
+
+
+def test_mixed_onload_devices_are_refused(model):
+    plan = uniform(model, OffloadConfig()).with_config(("vae",), OffloadConfig(onload_device="meta"))
+    with pytest.raises(UserInputError) as error:
+        model.configure_offload(plan)
+    assert str(error.value) == (
+        "All components must compute on one device, but the offload settings name ['cpu', 'meta']. "
+        "Use the same onload device for every component."
+    )
