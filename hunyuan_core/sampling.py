@@ -24,16 +24,21 @@ from .progress import StepCallback, step_progress
 MAX_SEED = 2**64 - 1
 
 
+def _nearest(value: int, step: int, offset: int, minimum: int) -> int:
+    """The value of the form `offset + k*step` nearest to `value` (ties round up), at least `minimum`."""
+    return max(minimum, (value - offset + step // 2) // step * step + offset)
+
+
 def check_video_size(width: int, height: int, frames: int) -> None:
     """Raises `UserInputError` unless the size is one HunyuanVideo can generate."""
     if width < 16 or height < 16 or width % 16 or height % 16:
-        suggestion = f"{max(16, round(width / 16) * 16)}x{max(16, round(height / 16) * 16)}"
+        suggestion = f"{_nearest(width, 16, 0, 16)}x{_nearest(height, 16, 0, 16)}"
         raise UserInputError(
             f"Width and height must be multiples of 16 (8x VAE times 2x patch), got {width}x{height}. "
             f"Try {suggestion}."
         )
     if frames < 1 or (frames - 1) % 4:
-        suggestion = max(1, round((frames - 1) / 4) * 4 + 1)
+        suggestion = _nearest(frames, 4, 1, 1)
         raise UserInputError(
             f"Frames must be 4k+1 (1, 5, 9, ..., 61, ..., 129) because the VAE compresses time 4x, got {frames}. "
             f"Try {suggestion}."

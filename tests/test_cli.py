@@ -1,0 +1,37 @@
+"""The CLI runs the whole path on the tiny model and explains bad input instead of crashing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from PIL import Image
+
+from hunyuan_core.cli import main
+
+
+def test_generate_with_the_tiny_model(tmp_path, capsys):
+    out = tmp_path / "video.webp"
+    code = main(["generate", "--model", "tiny", "--prompt", "a cat", "--prompt", "a dog", "--offload", "block_level",
+                 "--out", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    for component in ("transformer", "text_encoder", "text_encoder_2", "vae"):
+        assert f"offload check: {component}: " in printed and "NEVER" not in printed
+    for index in range(2):
+        with Image.open(tmp_path / f"video_{index}.webp") as image:
+            assert (image.n_frames, image.size) == (9, (64, 64))
+
+
+def test_bad_input_exits_2_with_the_reason(tmp_path, capsys):
+    assert main(["generate", "--model", "tiny", "--frames", "10", "--out", str(tmp_path / "v.webp")]) == 2
+    assert "error: Frames must be 4k+1" in capsys.readouterr().err
+    assert main(["generate", "--model", str(tmp_path / "missing"), "--out", str(tmp_path / "v.webp")]) == 2
+    assert "error: Model folder not found" in capsys.readouterr().err
+
+
+def test_module_entry_point_and_make_tiny(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "hunyuan_core", "make-tiny", str(tmp_path / "tiny")],
+                            capture_output=True, text=True, check=True)
+    assert "wrote" in result.stdout
+    assert (tmp_path / "tiny" / "model_index.json").is_file()
