@@ -1,0 +1,23 @@
+"""The pack's ComfyUI nodes (classic V1 API): declarations that each make one call into hunyuan_core."""
+
+from .decode import HunyuanDiffusersDecode
+from .encode import HunyuanDiffusersTextEncode
+from .loader import HunyuanDiffusersLoader
+from .offload import HunyuanDiffusersOffload
+from .sampler import HunyuanDiffusersSampler
+
+NODE_CLASS_MAPPINGS = {
+    "HunyuanDiffusersLoader": HunyuanDiffusersLoader,
+    "HunyuanDiffusersOffload": HunyuanDiffusersOffload,
+    "HunyuanDiffusersTextEncode": HunyuanDiffusersTextEncode,
+    "HunyuanDiffusersSampler": HunyuanDiffusersSampler,
+    "HunyuanDiffusersDecode": HunyuanDiffusersDecode,
+}
+
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "HunyuanDiffusersLoader": "HunyuanVideo Loader (diffusers)",
+    "HunyuanDiffusersOffload": "HunyuanVideo Offload (diffusers)",
+    "HunyuanDiffusersTextEncode": "HunyuanVideo Text Encode (diffusers)",
+    "HunyuanDiffusersSampler": "HunyuanVideo Sampler (diffusers)",
+    "HunyuanDiffusersDecode": "HunyuanVideo Decode (diffusers)",
+}

@@ -1,0 +1,82 @@
+"""Everything the nodes take from ComfyUI, in one place: devices, model folders, progress.
+
+ComfyUI modules are imported inside the functions so that the node classes can be imported (and their
+declarations tested) without a ComfyUI installation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path, PurePosixPath, PureWindowsPath
+
+from ..hunyuan_core.errors import UserInputError
+from ..hunyuan_core.model_spec import SUPPORTED_PIPELINES
+from ..hunyuan_core.pipeline_cache import PipelineCache
+from ..hunyuan_core.progress import StepCallback
+
+PIPELINES = PipelineCache()
+"""The one HunyuanVideo pipeline this ComfyUI process holds."""
+
+
+def compute_device() -> str:
+    import comfy.model_management
+
+    return str(comfy.model_management.get_torch_device())
+
+
+def offload_device() -> str:
+    import comfy.model_management
+
+    return str(comfy.model_management.unet_offload_device())
+
+
+def _search_paths() -> list[Path]:
+    import folder_paths
+
+    return [Path(p) for p in folder_paths.get_folder_paths("diffusers") if os.path.isdir(p)]
+
+
+def _is_supported(folder: Path) -> bool:
+    try:
+        return json.loads((folder / "model_index.json").read_text()).get("_class_name") in SUPPORTED_PIPELINES
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def model_folder_names() -> list[str]:
+    """HunyuanVideo folders (holding model_index.json) under ComfyUI's models/diffusers paths."""
+    names = []
+    for search_path in _search_paths():
+        for root, dirs, files in os.walk(search_path, followlinks=True):
+            if "model_index.json" in files:
+                dirs.clear()
+                if _is_supported(Path(root)):
+                    names.append(Path(root).relative_to(search_path).as_posix())
+    return sorted(set(names))
+
+
+def resolve_model_folder(name: str) -> Path:
+    """The folder a listed model name refers to; names that could escape the model folders are refused."""
+    relative = PurePosixPath(name.replace("\\", "/"))
+    if not name or relative.is_absolute() or PureWindowsPath(name).drive or ".." in relative.parts:
+        raise UserInputError(
+            f"The model name {name!r} is not a folder name inside ComfyUI's diffusers model folders "
+            "(absolute paths and '..' are refused). Pick a model from the list."
+        )
+    for search_path in _search_paths():
+        if (search_path / relative).is_dir():
+            return search_path / relative
+    searched = ", ".join(str(p) for p in _search_paths()) or "(no models/diffusers folder exists)"
+    raise UserInputError(
+        f"Model folder {name!r} not found in {searched}. Put the diffusers-format HunyuanVideo folder "
+        "there (or add a path in extra_model_paths.yaml) and refresh."
+    )
+
+
+def progress_bar(total: int) -> StepCallback:
+    """A callback that moves ComfyUI's progress bar; ComfyUI raises from it when the user cancels."""
+    import comfy.utils
+
+    bar = comfy.utils.ProgressBar(total)
+    return lambda done, total: bar.update_absolute(done, total)

@@ -1,0 +1,64 @@
+"""Loader node: a HunyuanVideo folder from models/diffusers, with per-component dtypes and offloading."""
+
+from __future__ import annotations
+
+from ..hunyuan_core.loader import parse_dtype
+from ..hunyuan_core.model_spec import HUNYUAN_VIDEO_T2V
+from ..hunyuan_core.offload import default_plan
+from . import comfy_bridge, comfy_types
+
+AUTO = "auto"
+DTYPE_CHOICES = [AUTO, "bf16", "fp16", "fp32"]
+DTYPE_TOOLTIP = "auto: {default} on a GPU, fp32 on a CPU. Lower precision halves memory."
+
+
+def _dtype_input(default: str) -> tuple:
+    return (DTYPE_CHOICES, {"default": AUTO, "tooltip": DTYPE_TOOLTIP.format(default=default)})
+
+
+class HunyuanDiffusersLoader:
+    DESCRIPTION = (
+        "Loads a diffusers-format HunyuanVideo folder (transformer, Llama and CLIP text encoders, VAE) and "
+        "applies group offloading to every component. Changing only the offload settings reuses the loaded "
+        "weights; choosing another model releases the previous one first."
+    )
+    CATEGORY = comfy_types.CATEGORY
+    RETURN_TYPES = (comfy_types.MODEL,)
+    RETURN_NAMES = ("model",)
+    OUTPUT_TOOLTIPS = ("The loaded HunyuanVideo pipeline, for the encode, sampler and decode nodes.",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": (
+                    comfy_bridge.model_folder_names(),
+                    {"tooltip": "A HunyuanVideo folder with model_index.json under ComfyUI/models/diffusers "
+                                "(e.g. hunyuanvideo-community/HunyuanVideo)."},
+                ),
+                "transformer_dtype": _dtype_input("bf16"),
+                "text_encoder_dtype": _dtype_input("fp16"),
+                "vae_dtype": _dtype_input("fp16"),
+            },
+            "optional": {
+                "offload": (
+                    comfy_types.OFFLOAD,
+                    {"tooltip": "Offload settings from a HunyuanVideo Offload node. Unconnected: block-level "
+                                "offloading with prefetching on a GPU, none on a CPU."},
+                ),
+            },
+        }
+
+    def load(self, model, transformer_dtype, text_encoder_dtype, vae_dtype, offload=None):
+        requested = {
+            "transformer": transformer_dtype,
+            "text_encoder": text_encoder_dtype,
+            "text_encoder_2": text_encoder_dtype,
+            "vae": vae_dtype,
+        }
+        dtypes = {name: parse_dtype(value) for name, value in requested.items() if value != AUTO}
+        plan = offload or default_plan(
+            HUNYUAN_VIDEO_T2V.module_names, comfy_bridge.compute_device(), comfy_bridge.offload_device()
+        )
+        return (comfy_bridge.PIPELINES.get(comfy_bridge.resolve_model_folder(model), dtypes, plan),)

@@ -1,0 +1,67 @@
+"""Sampler node: text-to-video latents for every prompt of the conditioning, with ComfyUI progress."""
+
+from __future__ import annotations
+
+from ..hunyuan_core.errors import UserInputError
+from ..hunyuan_core.sampling import MAX_SEED, SamplingSettings, check_video_size, sample
+from . import comfy_bridge, comfy_types
+
+DEFAULTS = SamplingSettings()
+
+
+class HunyuanDiffusersSampler:
+    DESCRIPTION = (
+        "Generates HunyuanVideo latents: one video per prompt and per 'videos per prompt', video k with seed "
+        "seed+k, each identical to generating it alone. The output is a native ComfyUI LATENT."
+    )
+    CATEGORY = comfy_types.CATEGORY
+    RETURN_TYPES = ("LATENT",)
+    RETURN_NAMES = ("latent",)
+    OUTPUT_TOOLTIPS = ("Video latents [videos, 16, (frames-1)/4+1, height/8, width/8], as ComfyUI's own "
+                       "HunyuanVideo nodes use them.",)
+    FUNCTION = "sample"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": (comfy_types.MODEL, {"tooltip": "The model from the HunyuanVideo loader."}),
+                "conditioning": (comfy_types.CONDITIONING, {"tooltip": "Prompts from the HunyuanVideo text encode node."}),
+                "width": ("INT", {"default": DEFAULTS.width, "min": 16, "max": 4096, "step": 16,
+                                  "tooltip": "Video width in pixels, a multiple of 16."}),
+                "height": ("INT", {"default": DEFAULTS.height, "min": 16, "max": 4096, "step": 16,
+                                   "tooltip": "Video height in pixels, a multiple of 16."}),
+                "frames": ("INT", {"default": DEFAULTS.frames, "min": 1, "max": 1025, "step": 4,
+                                   "tooltip": "Number of frames, 4k+1 (e.g. 61 = 2.5 s at 24 fps, 129 = 5.4 s)."}),
+                "steps": ("INT", {"default": DEFAULTS.steps, "min": 1, "max": 1000,
+                                  "tooltip": "Denoising steps; 30-50 for final results."}),
+                "guidance_scale": ("FLOAT", {"default": DEFAULTS.guidance_scale, "min": 0.0, "max": 30.0, "step": 0.1,
+                                             "tooltip": "Embedded guidance of the distilled model (its 'CFG'); "
+                                                        "costs nothing extra. 6 is the reference value."}),
+                "true_cfg_scale": ("FLOAT", {"default": DEFAULTS.true_cfg_scale, "min": 1.0, "max": 30.0, "step": 0.1,
+                                             "tooltip": "1 = off. Above 1: real classifier-free guidance against "
+                                                        "the negative prompt; twice the transformer work."}),
+                "flow_shift": ("FLOAT", {"default": DEFAULTS.flow_shift, "min": 0.1, "max": 100.0, "step": 0.1,
+                                         "tooltip": "Shift of the flow-matching schedule; 7 for 720p, lower "
+                                                    "(e.g. 5) can help short or small videos."}),
+                "seed": ("INT", {"default": 0, "min": 0, "max": MAX_SEED,
+                                 "tooltip": "Seed of the first video; video k uses seed+k."}),
+                "videos_per_prompt": ("INT", {"default": 1, "min": 1, "max": 64,
+                                              "tooltip": "Videos for each prompt, batched together."}),
+            }
+        }
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, width, height, frames):
+        try:
+            check_video_size(width, height, frames)
+        except UserInputError as error:
+            return str(error)
+        return True
+
+    def sample(self, model, conditioning, width, height, frames, steps, guidance_scale, true_cfg_scale,
+               flow_shift, seed, videos_per_prompt):
+        settings = SamplingSettings(width=width, height=height, frames=frames, steps=steps,
+                                    guidance_scale=guidance_scale, true_cfg_scale=true_cfg_scale,
+                                    flow_shift=flow_shift, seed=seed, videos_per_prompt=videos_per_prompt)
+        return ({"samples": sample(model, conditioning, settings, comfy_bridge.progress_bar(steps))},)

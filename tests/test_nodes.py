@@ -1,0 +1,172 @@
+"""The ComfyUI nodes: declarations complete, the whole chain runs, errors are explained, models reused."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import shutil
+
+import comfy_stubs
+import pytest
+import torch
+from conftest import TINY_SETTINGS
+
+from hunyuan_core.decode import decode
+from hunyuan_core.encode import encode_prompts
+from hunyuan_core.sampling import sample
+
+MODEL_NAME = "HunyuanVideo-tiny"
+
+
+@pytest.fixture(scope="module")
+def models_root(tiny_model_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("comfy_models")
+    shutil.copytree(tiny_model_dir, root / MODEL_NAME)
+    other = root / "sd15"
+    other.mkdir()
+    (other / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
+    return root
+
+
+@pytest.fixture(scope="module")
+def pack(models_root):
+    comfy_stubs.install([str(models_root)])
+    pack = comfy_stubs.load_pack()
+    yield pack
+    pack.nodes.comfy_bridge.PIPELINES.release()
+    comfy_stubs.uninstall()
+
+
+@pytest.fixture
+def nodes(pack):
+    comfy_stubs.ProgressBar.updates = []
+    comfy_stubs.ProgressBar.cancel_after = None
+    return {name: cls() for name, cls in pack.NODE_CLASS_MAPPINGS.items()}
+
+
+def pack_module(name):
+    return importlib.import_module(f"{comfy_stubs.PACK_NAME}.{name}")
+
+
+def load(nodes, offload=None, **dtypes):
+    options = {"transformer_dtype": "auto", "text_encoder_dtype": "auto", "vae_dtype": "auto", **dtypes}
+    return nodes["HunyuanDiffusersLoader"].load(MODEL_NAME, offload=offload, **options)[0]
+
+
+def sampler_inputs(**change):
+    inputs = dict(width=TINY_SETTINGS.width, height=TINY_SETTINGS.height, frames=TINY_SETTINGS.frames,
+                  steps=TINY_SETTINGS.steps, guidance_scale=6.0, true_cfg_scale=1.0, flow_shift=7.0,
+                  seed=TINY_SETTINGS.seed, videos_per_prompt=1)
+    return {**inputs, **change}
+
+
+def test_every_node_is_fully_declared(pack):
+    assert set(pack.NODE_CLASS_MAPPINGS) == set(pack.NODE_DISPLAY_NAME_MAPPINGS)
+    for name, cls in pack.NODE_CLASS_MAPPINGS.items():
+        assert name.startswith("HunyuanDiffusers")
+        assert cls.DESCRIPTION and cls.CATEGORY == "HunyuanVideo (diffusers)"
+        assert len(cls.RETURN_TYPES) == len(cls.RETURN_NAMES) == len(cls.OUTPUT_TOOLTIPS)
+        inputs = {**cls.INPUT_TYPES()["required"], **cls.INPUT_TYPES().get("optional", {})}
+        for input_name, declaration in inputs.items():
+            assert declaration[1].get("tooltip"), f"{name}.{input_name} has no tooltip"
+        parameters = inspect.signature(getattr(cls, cls.FUNCTION)).parameters
+        assert set(inputs) == set(parameters) - {"self"}, name
+
+
+def test_loader_lists_only_hunyuan_video_folders(pack):
+    assert pack.NODE_CLASS_MAPPINGS["HunyuanDiffusersLoader"].INPUT_TYPES()["required"]["model"][0] == [MODEL_NAME]
+
+
+def test_the_whole_chain_matches_the_core(nodes, tiny_model_dir):
+    model = load(nodes)
+    conditioning = nodes["HunyuanDiffusersTextEncode"].encode(
+        model, "a cat walks\na red dog runs", "one prompt per line", "", "blurry"
+    )[0]
+    assert conditioning.prompts == ("a cat walks", "a red dog runs")
+    latent = nodes["HunyuanDiffusersSampler"].sample(model, conditioning, **sampler_inputs())[0]
+    assert comfy_stubs.ProgressBar.updates == [(1, 2), (2, 2)]
+    frames = nodes["HunyuanDiffusersDecode"].decode(model, latent, True, 256, 64, 16, 4)[0]
+    assert frames.shape == (2 * 9, 16, 16, 3) and 0 <= frames.min() and frames.max() <= 1
+
+    from hunyuan_core.loader import load_pipeline
+
+    core_model = load_pipeline(tiny_model_dir)
+    try:
+        core_latents = sample(core_model, encode_prompts(core_model, ["a cat walks", "a red dog runs"]), TINY_SETTINGS)
+        assert torch.equal(latent["samples"], core_latents)
+        assert torch.equal(frames, decode(core_model, core_latents).flatten(0, 1))
+    finally:
+        core_model.release()
+
+
+def test_default_offload_on_cpu_and_the_offload_node(nodes):
+    model = load(nodes)
+    assert all(c.mode.value == "none" for c in model.offload_plan.configs.values())
+    offload = nodes["HunyuanDiffusersOffload"]
+    plan = offload.configure("block_level", "all components", 1, False, False, False, False, "")[0]
+    plan = offload.configure("leaf_level", "text encoders", 1, False, False, False, False, "", base=plan)[0]
+    reloaded = load(nodes, offload=plan)
+    assert reloaded is model, "only the offload plan changed: the loaded weights are reused"
+    hooks = pack_module("hunyuan_core.offload_probe").hook_counts(model.modules)
+    assert all(hooks.values()), hooks
+    modes = {name: c.mode.value for name, c in model.offload_plan.configs.items()}
+    assert modes == {"transformer": "block_level", "text_encoder": "leaf_level",
+                     "text_encoder_2": "leaf_level", "vae": "block_level"}
+
+
+def test_other_dtypes_load_a_new_model_and_release_the_old(nodes):
+    first = load(nodes)
+    second = load(nodes, transformer_dtype="bf16")
+    assert second is not first and first.pipe is None
+    assert second.modules["transformer"].dtype == torch.bfloat16
+
+
+def test_sampler_validates_sizes_before_running(pack):
+    validate = pack.NODE_CLASS_MAPPINGS["HunyuanDiffusersSampler"].VALIDATE_INPUTS
+    assert validate(width=848, height=480, frames=61) is True
+    assert validate(width=848, height=480, frames=60) == (
+        "Frames must be 4k+1 (1, 5, 9, ..., 61, ..., 129) because the VAE compresses time 4x, got 60. Try 61."
+    )
+
+
+def test_cancel_leaves_the_model_reusable(nodes):
+    model = load(nodes)
+    conditioning = nodes["HunyuanDiffusersTextEncode"].encode(model, "a cat", "single prompt", "", "")[0]
+    expected = nodes["HunyuanDiffusersSampler"].sample(model, conditioning, **sampler_inputs())[0]["samples"]
+    comfy_stubs.ProgressBar.cancel_after = 1
+    with pytest.raises(comfy_stubs.InterruptProcessingException):
+        nodes["HunyuanDiffusersSampler"].sample(model, conditioning, **sampler_inputs())
+    comfy_stubs.ProgressBar.cancel_after = None
+    again = nodes["HunyuanDiffusersSampler"].sample(model, conditioning, **sampler_inputs())[0]["samples"]
+    assert torch.equal(again, expected)
+
+
+def test_stream_offloading_on_a_cpu_is_explained(nodes):
+    error_type = pack_module("hunyuan_core.errors").UserInputError
+    with pytest.raises(error_type, match="use_stream needs an accelerator"):
+        nodes["HunyuanDiffusersOffload"].configure("leaf_level", "vae", 1, True, False, False, False, "")
+
+
+@pytest.mark.parametrize("name", ["../outside", "/etc", "a/../../b", "C:\\models"])
+def test_model_names_cannot_escape_the_model_folders(nodes, name):
+    error_type = pack_module("hunyuan_core.errors").UserInputError
+    with pytest.raises(error_type, match="absolute paths and '..' are refused"):
+        nodes["HunyuanDiffusersLoader"].load(name, "auto", "auto", "auto")
+
+
+def test_missing_model_is_explained(nodes, models_root):
+    error_type = pack_module("hunyuan_core.errors").UserInputError
+    with pytest.raises(error_type) as error:
+        nodes["HunyuanDiffusersLoader"].load("gone", "auto", "auto", "auto")
+    assert str(error.value) == (
+        f"Model folder 'gone' not found in {models_root}. Put the diffusers-format HunyuanVideo folder there "
+        "(or add a path in extra_model_paths.yaml) and refresh."
+    )
+
+
+def test_empty_prompt_batch_is_explained(nodes):
+    model = load(nodes)
+    error_type = pack_module("hunyuan_core.errors").UserInputError
+    with pytest.raises(error_type, match="The prompt list is empty; give at least one prompt."):
+        nodes["HunyuanDiffusersTextEncode"].encode(model, "\n  \n", "one prompt per line", "", "")
