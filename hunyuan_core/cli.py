@@ -22,7 +22,7 @@ from .offload import OffloadConfig, OffloadMode, OffloadPlan, describe
 from .offload_probe import count_onloads, hook_counts
 from .sampling import SamplingSettings
 from .sampling import sample as sample_latents
-from .tiny_model import save_tiny_model
+from .random_model import SCALES, save_random_model
 from .video_io import FORMATS, numbered_paths, save_video
 
 TINY_DEFAULTS = {"width": 64, "height": 64, "frames": 9, "steps": 4}
@@ -98,7 +98,7 @@ def generate(args) -> list[Path]:
     with ExitStack() as stack:
         folder = args.model
         if tiny:
-            folder = save_tiny_model(stack.enter_context(tempfile.TemporaryDirectory()) + "/tiny")
+            folder = save_random_model(stack.enter_context(tempfile.TemporaryDirectory()) + "/tiny", "tiny")
         model = stack.enter_context(_released(load_pipeline(folder, _dtypes(args.dtype), plan)))
         print(f"model: {folder}\ndevice: {model.device}\noffload:\n{describe(model.offload_plan)}")
         with count_onloads(model.modules) as onloads:
@@ -134,19 +134,21 @@ class _released:
         self.model.release()
 
 
-def _make_tiny(args) -> None:
-    print(f"wrote {save_tiny_model(args.folder)}")
+def _make_random_model(args) -> None:
+    print(f"wrote {save_random_model(args.folder, args.scale)}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hunyuan_core", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_generate(subparsers)
-    tiny = subparsers.add_parser("make-tiny", help="save the tiny random model as a diffusers folder")
-    tiny.add_argument("folder")
+    random_model = subparsers.add_parser("make-random-model", help="save a random model as a diffusers folder")
+    random_model.add_argument("folder")
+    random_model.add_argument("--scale", choices=list(SCALES), default="tiny",
+                              help="tiny: seconds on a CPU; full: the real 13B configuration (random weights)")
     args = parser.parse_args(argv)
     try:
-        generate(args) if args.command == "generate" else _make_tiny(args)
+        generate(args) if args.command == "generate" else _make_random_model(args)
     except UserInputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

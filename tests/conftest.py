@@ -7,7 +7,7 @@ import pytest
 from hunyuan_core.encode import encode_prompts
 from hunyuan_core.loader import load_pipeline
 from hunyuan_core.sampling import SamplingSettings
-from hunyuan_core.tiny_model import save_tiny_model
+from hunyuan_core.random_model import save_random_model
 
 TINY_SETTINGS = SamplingSettings(width=16, height=16, frames=9, steps=2, seed=7)
 PROMPTS = ["a cat walks", "a red dog runs across the snowy field at night"]
@@ -15,7 +15,7 @@ PROMPTS = ["a cat walks", "a red dog runs across the snowy field at night"]
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
-    return save_tiny_model(tmp_path_factory.mktemp("models") / "HunyuanVideo-tiny")
+    return save_random_model(tmp_path_factory.mktemp("models") / "HunyuanVideo-tiny", "tiny")
 
 
 @pytest.fixture

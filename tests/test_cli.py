@@ -30,8 +30,8 @@ def test_bad_input_exits_2_with_the_reason(tmp_path, capsys):
     assert "error: Model folder not found" in capsys.readouterr().err
 
 
-def test_module_entry_point_and_make_tiny(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "hunyuan_core", "make-tiny", str(tmp_path / "tiny")],
+def test_module_entry_point_and_make_random_model(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "hunyuan_core", "make-random-model", str(tmp_path / "tiny")],
                             capture_output=True, text=True, check=True)
     assert "wrote" in result.stdout
     assert (tmp_path / "tiny" / "model_index.json").is_file()
