@@ -33,6 +33,17 @@ class PromptEmbeddings:
         index = torch.as_tensor(rows, dtype=torch.long)
         return PromptEmbeddings(self.embeds[index], self.mask[index], self.pooled[index])
 
+    def concat(self, other: PromptEmbeddings) -> PromptEmbeddings:
+        """Rows of `self` then rows of `other`, the shorter text padded (and masked) to the longer."""
+        length = max(self.mask.shape[1], other.mask.shape[1])
+        parts = [e._padded(length) for e in (self, other)]
+        return PromptEmbeddings(*(torch.cat(tensors) for tensors in zip(*parts)))
+
+    def _padded(self, length: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        extra = length - self.mask.shape[1]
+        embeds = torch.nn.functional.pad(self.embeds, (0, 0, 0, extra))
+        return embeds, torch.nn.functional.pad(self.mask, (0, extra)), self.pooled
+
     def to(self, device: torch.device, dtype: torch.dtype) -> PromptEmbeddings:
         return PromptEmbeddings(
             self.embeds.to(device, dtype), self.mask.to(device, dtype), self.pooled.to(device, dtype)

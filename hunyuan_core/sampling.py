@@ -56,6 +56,7 @@ class SamplingSettings:
     flow_shift: float = 7.0
     seed: int = 0
     videos_per_prompt: int = 1
+    batched_cfg: bool = True  # with true CFG: conditional and unconditional rows in one transformer pass
 
     def validate(self) -> None:
         check_video_size(self.width, self.height, self.frames)
@@ -115,6 +116,22 @@ def _predict(transformer, latents, timestep, text: PromptEmbeddings, guidance, d
     )[0]
 
 
+def _guided_prediction(transformer, latents, timestep, guidance, texts, cfg_scale, dtype) -> torch.Tensor:
+    """One transformer pass per entry of `texts`: [positive] (no true CFG), [positive rows + negative rows]
+    (batched CFG: the weights cross the bus once per step) or [positive, negative] (two passes)."""
+    predictions = []
+    for text in texts:
+        copies = len(text) // len(latents)
+        repeat = (copies,) + (1,) * (latents.ndim - 1)
+        output = _predict(transformer, latents.repeat(repeat), timestep.repeat(copies), text,
+                          guidance.repeat(copies), dtype)
+        predictions.extend(output.chunk(copies))
+    if len(predictions) == 1:
+        return predictions[0]
+    conditional, unconditional = predictions
+    return unconditional + cfg_scale * (conditional - unconditional)
+
+
 @torch.no_grad()
 def sample(
     model: LoadedPipeline,
@@ -137,7 +154,10 @@ def sample(
     rows = torch.arange(len(conditioning.prompts)).repeat_interleave(settings.videos_per_prompt)
     batch = len(rows)
     positive = conditioning.positive.select(rows).to(device, dtype)
-    negative = conditioning.negative.select(rows).to(device, dtype) if settings.uses_true_cfg else None
+    texts = [positive]
+    if settings.uses_true_cfg:
+        negative = conditioning.negative.select(rows).to(device, dtype)
+        texts = [positive.concat(negative)] if settings.batched_cfg else [positive, negative]
 
     latents = initial_noise(latent_shape(model, settings), [settings.seed + k for k in range(batch)]).to(device)
     guidance = torch.full((batch,), settings.guidance_scale * 1000.0, dtype=dtype, device=device)
@@ -146,10 +166,9 @@ def sample(
     with step_progress(on_step, settings.steps, "Sampling") as report:
         for step, t in enumerate(scheduler.timesteps):
             timestep = t.expand(batch).to(latents.dtype)
-            noise_pred = _predict(transformer, latents, timestep, positive, guidance, dtype)
-            if negative is not None:
-                negative_pred = _predict(transformer, latents, timestep, negative, guidance, dtype)
-                noise_pred = negative_pred + settings.true_cfg_scale * (noise_pred - negative_pred)
+            noise_pred = _guided_prediction(
+                transformer, latents, timestep, guidance, texts, settings.true_cfg_scale, dtype
+            )
             latents = scheduler.step(noise_pred, t, latents, return_dict=False)[0]
             report(step + 1, settings.steps)
 

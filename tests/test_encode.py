@@ -55,3 +55,12 @@ def test_bad_prompt_lists(shared_model, kwargs, message):
     with pytest.raises(UserInputError) as error:
         encode_prompts(shared_model, **kwargs)
     assert str(error.value) == message
+
+
+def test_concat_pads_the_shorter_text(conditioning):
+    positive = conditioning.positive
+    short = type(positive)(positive.embeds[:, :100], positive.mask[:, :100], positive.pooled)
+    both = positive.concat(short)
+    assert both.embeds.shape == (4, 256, positive.embeds.shape[2]) and both.mask.shape == (4, 256)
+    assert torch.equal(both.mask[2:, 100:], torch.zeros(2, 156, dtype=both.mask.dtype))
+    assert torch.equal(both.embeds[:2], positive.embeds) and torch.equal(both.pooled[2:], positive.pooled)

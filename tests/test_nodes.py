@@ -56,7 +56,7 @@ def load(nodes, offload=None, **dtypes):
 
 def sampler_inputs(**change):
     inputs = dict(width=TINY_SETTINGS.width, height=TINY_SETTINGS.height, frames=TINY_SETTINGS.frames,
-                  steps=TINY_SETTINGS.steps, guidance_scale=6.0, true_cfg_scale=1.0, flow_shift=7.0,
+                  steps=TINY_SETTINGS.steps, guidance_scale=6.0, true_cfg_scale=1.0, batched_cfg=True, flow_shift=7.0,
                   seed=TINY_SETTINGS.seed, videos_per_prompt=1)
     return {**inputs, **change}
 

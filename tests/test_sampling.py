@@ -39,9 +39,35 @@ def diffusers_latents(model, conditioning, settings, true_cfg_scale=1.0):
 
 @pytest.mark.parametrize("true_cfg_scale", [1.0, 4.0])
 def test_matches_diffusers_pipeline_bitwise(shared_model, conditioning, true_cfg_scale):
-    settings = replace(TINY_SETTINGS, true_cfg_scale=true_cfg_scale)
+    settings = replace(TINY_SETTINGS, true_cfg_scale=true_cfg_scale, batched_cfg=False)
     ours = sample(shared_model, conditioning, settings)
     assert torch.equal(ours, diffusers_latents(shared_model, conditioning, settings, true_cfg_scale))
+
+
+@pytest.mark.parametrize("videos_per_prompt", [1, 2])
+def test_batched_cfg_matches_two_passes(shared_model, conditioning, videos_per_prompt):
+    settings = replace(TINY_SETTINGS, true_cfg_scale=4.0, videos_per_prompt=videos_per_prompt)
+    assert settings.batched_cfg, "batched CFG is the default"
+    batched = sample(shared_model, conditioning, settings)
+    two_pass = sample(shared_model, conditioning, replace(settings, batched_cfg=False))
+    assert batched.shape[0] == 2 * videos_per_prompt
+    torch.testing.assert_close(batched, two_pass, rtol=1e-4, atol=1e-5)
+    assert not torch.equal(batched, sample(shared_model, conditioning, replace(settings, true_cfg_scale=1.0)))
+
+
+def test_batched_cfg_makes_one_transformer_pass_per_step(shared_model, conditioning):
+    calls = []
+    handle = shared_model.modules["transformer"].register_forward_pre_hook(
+        lambda module, args, kwargs: calls.append(kwargs["hidden_states"].shape[0]), with_kwargs=True
+    )
+    try:
+        sample(shared_model, conditioning, replace(TINY_SETTINGS, true_cfg_scale=4.0))
+        batched_calls, calls[:] = list(calls), []
+        sample(shared_model, conditioning, replace(TINY_SETTINGS, true_cfg_scale=4.0, batched_cfg=False))
+    finally:
+        handle.remove()
+    assert batched_calls == [4] * TINY_SETTINGS.steps
+    assert calls == [2, 2] * TINY_SETTINGS.steps
 
 
 def test_flow_shift_changes_the_schedule(shared_model, conditioning):
