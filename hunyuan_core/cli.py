@@ -20,6 +20,7 @@ from .loader import DTYPES, default_device, load_pipeline, parse_dtype
 from .model_spec import HUNYUAN_VIDEO_T2V
 from .offload import OffloadConfig, OffloadMode, OffloadPlan, describe
 from .offload_probe import count_onloads, hook_counts
+from .presets import PRESETS, default_preset, preset_plan
 from .sampling import SamplingSettings
 from .sampling import sample as sample_latents
 from .random_model import SCALES, save_random_model
@@ -42,8 +43,10 @@ def _add_generate(subparsers) -> None:
     parser.add_argument("--device", help="compute device (default: cuda if available, else cpu)")
     parser.add_argument("--dtype", action="append", default=[], metavar="COMPONENT=DTYPE",
                         help=f"e.g. transformer=bf16; dtypes: {', '.join(DTYPES)}")
-    parser.add_argument("--offload", choices=[m.value for m in OffloadMode], default="none",
-                        help="group offloading for every component")
+    parser.add_argument("--preset", choices=list(PRESETS),
+                        help="offload preset for every component (default: balanced on a GPU, none on a CPU)")
+    parser.add_argument("--offload", choices=[m.value for m in OffloadMode],
+                        help="custom group offloading for every component instead of a preset")
     parser.add_argument("--offload-device", default="cpu")
     parser.add_argument("--blocks-per-group", type=int, default=1)
     for flag in ("use-stream", "record-stream", "non-blocking", "low-cpu-mem-usage"):
@@ -66,9 +69,15 @@ def _sampling_settings(args, tiny: bool) -> SamplingSettings:
 
 
 def _offload_plan(args) -> OffloadPlan:
+    device = args.device or str(default_device())
+    if args.offload is None:
+        preset = args.preset or default_preset(device)
+        return preset_plan(preset, HUNYUAN_VIDEO_T2V.module_names, device, args.offload_device, args.offload_folder)
+    if args.preset is not None:
+        raise UserInputError("Give either --preset or --offload (custom settings), not both.")
     config = OffloadConfig(
         mode=args.offload,
-        onload_device=args.device or str(default_device()),
+        onload_device=device,
         offload_device=args.offload_device,
         num_blocks_per_group=args.blocks_per_group,
         use_stream=args.use_stream,

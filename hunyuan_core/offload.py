@@ -63,7 +63,7 @@ class OffloadConfig:
             )
         if self.record_stream and not self.use_stream:
             raise UserInputError(f"{where}: record_stream only works together with use_stream. Turn one on or both off.")
-        if self.use_stream and not _device_has_streams(onload_type):
+        if self.use_stream and not device_has_streams(onload_type):
             raise UserInputError(
                 f"{where}: the onload device {self.onload_device} has no streams. Turn use_stream off."
             )
@@ -71,9 +71,10 @@ class OffloadConfig:
             _check_writable(self.disk_folder, where)
 
 
-def _device_has_streams(device_type: str) -> bool:
+def device_has_streams(device_type: str) -> bool:
+    """Whether group offloading can prefetch on this kind of device (diffusers refuses streams on a CPU)."""
     backend = getattr(torch, device_type, None)
-    return backend is not None and hasattr(backend, "Stream") and backend.is_available()
+    return device_type != "cpu" and backend is not None and hasattr(backend, "Stream") and backend.is_available()
 
 
 def _check_writable(folder: str, where: str) -> None:
@@ -232,20 +233,6 @@ def describe(plan: OffloadPlan) -> str:
             details += " (" + ", ".join(extras) + ")"
         lines.append(f"{name}: {details}")
     return "\n".join(lines)
-
-
-def default_plan(components: tuple[str, ...], onload_device: str, offload_device: str = "cpu") -> OffloadPlan:
-    """Block-level offloading with prefetching on an accelerator: a 13B model in a few GB of VRAM at
-    close to full speed. On a CPU there is nothing to offload to, so everything stays put."""
-    if torch.device(onload_device).type == "cpu":
-        return OffloadPlan.uniform(OffloadConfig(onload_device=onload_device), components)
-    config = OffloadConfig(
-        mode=OffloadMode.BLOCK_LEVEL,
-        onload_device=onload_device,
-        offload_device=offload_device,
-        use_stream=_device_has_streams(torch.device(onload_device).type),
-    )
-    return OffloadPlan.uniform(config, components)
 
 
 def extend_plan(

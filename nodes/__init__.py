@@ -4,11 +4,13 @@ from .decode import HunyuanDiffusersDecode
 from .encode import HunyuanDiffusersTextEncode
 from .loader import HunyuanDiffusersLoader
 from .offload import HunyuanDiffusersOffload
+from .offload_preset import HunyuanDiffusersOffloadPreset
 from .sampler import HunyuanDiffusersSampler
 
 NODE_CLASS_MAPPINGS = {
     "HunyuanDiffusersLoader": HunyuanDiffusersLoader,
     "HunyuanDiffusersOffload": HunyuanDiffusersOffload,
+    "HunyuanDiffusersOffloadPreset": HunyuanDiffusersOffloadPreset,
     "HunyuanDiffusersTextEncode": HunyuanDiffusersTextEncode,
     "HunyuanDiffusersSampler": HunyuanDiffusersSampler,
     "HunyuanDiffusersDecode": HunyuanDiffusersDecode,
@@ -17,6 +19,7 @@ NODE_CLASS_MAPPINGS = {
 NODE_DISPLAY_NAME_MAPPINGS = {
     "HunyuanDiffusersLoader": "HunyuanVideo Loader (diffusers)",
     "HunyuanDiffusersOffload": "HunyuanVideo Offload (diffusers)",
+    "HunyuanDiffusersOffloadPreset": "HunyuanVideo Offload Preset (diffusers)",
     "HunyuanDiffusersTextEncode": "HunyuanVideo Text Encode (diffusers)",
     "HunyuanDiffusersSampler": "HunyuanVideo Sampler (diffusers)",
     "HunyuanDiffusersDecode": "HunyuanVideo Decode (diffusers)",

@@ -5,3 +5,10 @@ CATEGORY = "HunyuanVideo (diffusers)"
 MODEL = "HYVD_MODEL"  # a loaded, offload-configured HunyuanVideo pipeline
 OFFLOAD = "HYVD_OFFLOAD"  # an offload plan: one configuration per component
 CONDITIONING = "HYVD_CONDITIONING"  # encoded prompts (and negative prompts)
+
+MODEL_INPUT = (MODEL, {"tooltip": "The model from the HunyuanVideo loader."})
+OFFLOAD_BASE_INPUT = (
+    OFFLOAD,
+    {"tooltip": "Settings of the components not chosen in apply_to. Unconnected: those keep 'none' (on the GPU)."},
+)
+OFFLOAD_OUTPUT_TOOLTIP = "Offload settings for the loader's offload input (or another offload node's base)."

@@ -23,7 +23,7 @@ class HunyuanDiffusersTextEncode:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "model": (comfy_types.MODEL, {"tooltip": "The model from the HunyuanVideo loader."}),
+                "model": comfy_types.MODEL_INPUT,
                 "prompt": (
                     "STRING",
                     {"multiline": True, "default": "A cat walks on the grass, realistic style.",

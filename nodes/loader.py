@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..hunyuan_core.loader import parse_dtype
 from ..hunyuan_core.model_spec import HUNYUAN_VIDEO_T2V
-from ..hunyuan_core.offload import default_plan
+from ..hunyuan_core.presets import default_preset, preset_plan
 from . import comfy_bridge, comfy_types
 
 AUTO = "auto"
@@ -44,8 +44,8 @@ class HunyuanDiffusersLoader:
             "optional": {
                 "offload": (
                     comfy_types.OFFLOAD,
-                    {"tooltip": "Offload settings from a HunyuanVideo Offload node. Unconnected: block-level "
-                                "offloading with prefetching on a GPU, none on a CPU."},
+                    {"tooltip": "Offload settings from a HunyuanVideo Offload or Offload Preset node. "
+                                "Unconnected: the 'balanced' preset on a GPU, none on a CPU."},
                 ),
             },
         }
@@ -58,7 +58,8 @@ class HunyuanDiffusersLoader:
             "vae": vae_dtype,
         }
         dtypes = {name: parse_dtype(value) for name, value in requested.items() if value != AUTO}
-        plan = offload or default_plan(
-            HUNYUAN_VIDEO_T2V.module_names, comfy_bridge.compute_device(), comfy_bridge.offload_device()
+        device = comfy_bridge.compute_device()
+        plan = offload or preset_plan(
+            default_preset(device), HUNYUAN_VIDEO_T2V.module_names, device, comfy_bridge.offload_device()
         )
         return (comfy_bridge.PIPELINES.get(comfy_bridge.resolve_model_folder(model), dtypes, plan),)

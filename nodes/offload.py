@@ -24,7 +24,7 @@ class HunyuanDiffusersOffload:
     CATEGORY = comfy_types.CATEGORY
     RETURN_TYPES = (comfy_types.OFFLOAD,)
     RETURN_NAMES = ("offload",)
-    OUTPUT_TOOLTIPS = ("Offload settings for the loader's offload input (or another offload node's base).",)
+    OUTPUT_TOOLTIPS = (comfy_types.OFFLOAD_OUTPUT_TOOLTIP,)
     FUNCTION = "configure"
 
     @classmethod
@@ -74,11 +74,7 @@ class HunyuanDiffusersOffload:
                 ),
             },
             "optional": {
-                "base": (
-                    comfy_types.OFFLOAD,
-                    {"tooltip": "Settings of the components not chosen in apply_to. Unconnected: those keep "
-                                "'none' (on the GPU)."},
-                ),
+                "base": comfy_types.OFFLOAD_BASE_INPUT,
             },
         }
 

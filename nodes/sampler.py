@@ -25,7 +25,7 @@ class HunyuanDiffusersSampler:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "model": (comfy_types.MODEL, {"tooltip": "The model from the HunyuanVideo loader."}),
+                "model": comfy_types.MODEL_INPUT,
                 "conditioning": (comfy_types.CONDITIONING, {"tooltip": "Prompts from the HunyuanVideo text encode node."}),
                 "width": ("INT", {"default": DEFAULTS.width, "min": 16, "max": 4096, "step": 16,
                                   "tooltip": "Video width in pixels, a multiple of 16."}),

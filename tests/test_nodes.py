@@ -115,6 +115,17 @@ def test_default_offload_on_cpu_and_the_offload_node(nodes):
                      "text_encoder_2": "leaf_level", "vae": "block_level"}
 
 
+def test_offload_preset_node(nodes):
+    preset = nodes["HunyuanDiffusersOffloadPreset"]
+    plan = preset.configure("lowest_vram", "transformer", "")[0]
+    plan = preset.configure("balanced", "vae", "", base=plan)[0]
+    modes = {name: c.mode.value for name, c in plan.configs.items()}
+    assert modes == {"transformer": "leaf_level", "text_encoder": "none", "text_encoder_2": "none",
+                     "vae": "block_level"}
+    model = load(nodes, offload=plan)
+    assert model.offload_plan == plan
+
+
 def test_other_dtypes_load_a_new_model_and_release_the_old(nodes):
     first = load(nodes)
     second = load(nodes, transformer_dtype="bf16")

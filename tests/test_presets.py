@@ -1,0 +1,64 @@
+"""Offload presets: valid recipes on every device, identical output, clear errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import PROMPTS, TINY_SETTINGS
+from helpers import generate
+
+from hunyuan_core.errors import UserInputError
+from hunyuan_core.offload import OffloadMode
+from hunyuan_core.offload_probe import count_onloads
+from hunyuan_core.presets import PRESETS, default_preset, preset_config, preset_plan
+
+COMPONENTS = ("transformer", "text_encoder", "text_encoder_2", "vae")
+
+
+def test_recipes_on_a_cpu_drop_only_the_stream_options():
+    balanced = preset_config("balanced", "cpu")
+    assert (balanced.mode, balanced.use_stream, balanced.record_stream) == (OffloadMode.BLOCK_LEVEL, False, False)
+    low_ram = preset_config("low_system_ram", "cpu")
+    assert (low_ram.mode, low_ram.low_cpu_mem_usage) == (OffloadMode.LEAF_LEVEL, True)
+    assert preset_config("disk", "cpu", disk_folder="/tmp/x").disk_folder == "/tmp/x"
+    assert preset_config("disk", "cpu").disk_folder.endswith("hunyuanvideo-offload")
+    assert preset_config("lowest_vram", "cpu").disk_folder is None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_recipes_on_a_gpu_use_streams():
+    assert preset_config("balanced", "cuda").use_stream and preset_config("balanced", "cuda").record_stream
+    assert preset_config("lowest_vram", "cuda").use_stream
+
+
+def test_default_preset():
+    assert default_preset("cpu") == "none"
+    assert default_preset("cuda") == "balanced"
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_model_dir):
+    from hunyuan_core.loader import load_pipeline
+
+    model = load_pipeline(tiny_model_dir)
+    try:
+        return generate(model, PROMPTS, TINY_SETTINGS)
+    finally:
+        model.release()
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_each_preset_gives_the_same_output_and_offloads_everything(model, reference, tmp_path, name):
+    model.configure_offload(preset_plan(name, COMPONENTS, "cpu", disk_folder=str(tmp_path)))
+    with count_onloads(model.modules) as onloads:
+        latents, frames = generate(model, PROMPTS, TINY_SETTINGS)
+    assert torch.equal(latents, reference[0]) and torch.equal(frames, reference[1])
+    assert all(onloads[c] > 0 for c in COMPONENTS) == (name != "none"), onloads
+
+
+def test_unknown_preset():
+    with pytest.raises(UserInputError) as error:
+        preset_config("fastest", "cpu")
+    assert str(error.value) == (
+        "Unknown offload preset 'fastest'; use one of none, balanced, lowest_vram, low_system_ram, disk."
+    )
