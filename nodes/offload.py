@@ -14,18 +14,23 @@ TARGETS = {
 }
 
 
-class HunyuanDiffusersOffload:
+class OffloadSettingsNode:
+    """What every node producing offload settings declares alike."""
+
+    CATEGORY = comfy_types.CATEGORY
+    RETURN_TYPES = (comfy_types.OFFLOAD,)
+    RETURN_NAMES = ("offload",)
+    OUTPUT_TOOLTIPS = (comfy_types.OFFLOAD_OUTPUT_TOOLTIP,)
+    FUNCTION = "configure"
+
+
+class HunyuanDiffusersOffload(OffloadSettingsNode):
     DESCRIPTION = (
         "Group-offloading settings (diffusers' apply_group_offloading) for the loader. Weights live on the "
         "offload device (system RAM or disk) and move to the GPU group by group as they are needed. Chain "
         "nodes to give components different settings; each component always gets some setting, so nothing "
         "is left on the wrong device."
     )
-    CATEGORY = comfy_types.CATEGORY
-    RETURN_TYPES = (comfy_types.OFFLOAD,)
-    RETURN_NAMES = ("offload",)
-    OUTPUT_TOOLTIPS = (comfy_types.OFFLOAD_OUTPUT_TOOLTIP,)
-    FUNCTION = "configure"
 
     @classmethod
     def INPUT_TYPES(cls):

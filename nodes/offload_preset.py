@@ -6,20 +6,15 @@ from ..hunyuan_core.model_spec import HUNYUAN_VIDEO_T2V
 from ..hunyuan_core.offload import extend_plan
 from ..hunyuan_core.presets import PRESETS, preset_config
 from . import comfy_bridge, comfy_types
-from .offload import TARGETS
+from .offload import TARGETS, OffloadSettingsNode
 
 
-class HunyuanDiffusersOffloadPreset:
+class HunyuanDiffusersOffloadPreset(OffloadSettingsNode):
     DESCRIPTION = (
         "A named offload recipe for the loader (see the pack's BENCHMARKS.md for what each costs). Chain "
         "with other offload nodes through 'base' to give components different settings.\n"
         + "\n".join(f"{p.name}: {p.summary}." for p in PRESETS.values())
     )
-    CATEGORY = comfy_types.CATEGORY
-    RETURN_TYPES = (comfy_types.OFFLOAD,)
-    RETURN_NAMES = ("offload",)
-    OUTPUT_TOOLTIPS = (comfy_types.OFFLOAD_OUTPUT_TOOLTIP,)
-    FUNCTION = "configure"
 
     @classmethod
     def INPUT_TYPES(cls):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from helpers import generate
+
 from hunyuan_core.encode import encode_prompts
 from hunyuan_core.loader import load_pipeline
 from hunyuan_core.sampling import SamplingSettings
@@ -36,3 +38,13 @@ def shared_model(tiny_model_dir):
 def conditioning(shared_model):
     return encode_prompts(shared_model, PROMPTS, negative_prompts="blurry")
 
+
+
+@pytest.fixture(scope="session")
+def reference(tiny_model_dir):
+    """Latents and frames of PROMPTS at TINY_SETTINGS without any offloading."""
+    model = load_pipeline(tiny_model_dir)
+    try:
+        return generate(model, PROMPTS, TINY_SETTINGS)
+    finally:
+        model.release()

@@ -26,18 +26,6 @@ def uniform(model, config):
     return OffloadPlan.uniform(config, model.spec.module_names)
 
 
-@pytest.fixture(scope="module")
-def reference(tiny_model_dir):
-    """Latents and frames without any offloading."""
-    from hunyuan_core.loader import load_pipeline
-
-    model = load_pipeline(tiny_model_dir)
-    try:
-        return generate(model, PROMPTS, TINY_SETTINGS)
-    finally:
-        model.release()
-
-
 def test_plan_covers_every_torch_component(model):
     assert tuple(model.modules) == COMPONENTS
     assert set(model.offload_plan.configs) == set(COMPONENTS)

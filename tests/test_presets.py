@@ -36,17 +36,6 @@ def test_default_preset():
     assert default_preset("cuda") == "balanced"
 
 
-@pytest.fixture(scope="module")
-def reference(tiny_model_dir):
-    from hunyuan_core.loader import load_pipeline
-
-    model = load_pipeline(tiny_model_dir)
-    try:
-        return generate(model, PROMPTS, TINY_SETTINGS)
-    finally:
-        model.release()
-
-
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_each_preset_gives_the_same_output_and_offloads_everything(model, reference, tmp_path, name):
     model.configure_offload(preset_plan(name, COMPONENTS, "cpu", disk_folder=str(tmp_path)))
