@@ -9,6 +9,7 @@ import torch
 from .errors import UserInputError
 from .loaded_pipeline import LoadedPipeline
 from .progress import StepCallback, step_progress
+from .vae_tiles import decoder_calls, report_calls
 
 
 @dataclass(frozen=True)
@@ -59,19 +60,22 @@ def decode(
     model: LoadedPipeline,
     latents: torch.Tensor,
     tiling: TilingSettings | None = None,
-    on_video: StepCallback | None = None,
+    on_tile: StepCallback | None = None,
 ) -> torch.Tensor:
-    """Decodes raw VAE latents `[B, 16, T, h, w]` to frames `[B, frames, H, W, 3]`, float32 in 0..1, on the CPU."""
+    """Decodes raw VAE latents `[B, 16, T, h, w]` to frames `[B, frames, H, W, 3]`, float32 in 0..1, on the CPU.
+
+    Videos are decoded one at a time; `on_tile(done, total)` is called after every VAE tile.
+    """
     tiling = tiling or TilingSettings()
     tiling.validate()
     vae = model.pipe.vae
     check_latents(latents, vae.config.latent_channels)
     tiling.apply_to(vae)
+    total = len(latents) * decoder_calls(vae, *latents.shape[2:])
     videos = []
-    with step_progress(on_video, len(latents), "Decoding") as report:
-        for index, video_latents in enumerate(latents.split(1)):
+    with step_progress(on_tile, total, "Decoding") as report, report_calls(vae.decoder, total, report):
+        for video_latents in latents.split(1):
             video = vae.decode(video_latents.to(model.device, model.dtypes["vae"]), return_dict=False)[0]
             frames = model.pipe.video_processor.postprocess_video(video.float(), output_type="pt")
             videos.append(frames.permute(0, 1, 3, 4, 2).cpu())
-            report(index + 1, len(latents))
     return torch.cat(videos)

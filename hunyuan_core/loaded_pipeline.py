@@ -22,7 +22,7 @@ from .offload import AppliedOffload, OffloadPlan, apply_offload, remove_offload
 class LoadedPipeline:
     pipe: object  # a diffusers HunyuanVideo pipeline
     spec: PipelineSpec
-    folder: Path
+    folder: Path | None  # None for a pipeline built in memory
     dtypes: dict[str, torch.dtype]
     prompt_template: dict
     _offload: AppliedOffload | None = field(default=None, repr=False)
@@ -36,6 +36,8 @@ class LoadedPipeline:
     @property
     def offload_plan(self) -> OffloadPlan:
         self._live_pipe()
+        if self._offload is None:
+            raise UserInputError("No offload plan is applied to this model; configure one first.")
         return self._offload.plan
 
     @property
@@ -45,24 +47,22 @@ class LoadedPipeline:
 
     def configure_offload(self, plan: OffloadPlan) -> None:
         """Replaces the current offload plan with `plan` (old hooks removed first, never stacked)."""
-        modules = self.modules
-        old = self._offload
-        self._offload = None
-        if old is not None:
-            for module in modules.values():
-                remove_offload(module)
-            old.cleanup()
-        self._offload = apply_offload(modules, self.spec, plan)
+        self.detach_offload()
+        self._offload = apply_offload(self.modules, self.spec, plan)
 
-    def release(self) -> None:
-        """Frees the weights: hooks removed, disk offload files deleted, references dropped."""
-        if self.pipe is None:
-            return
+    def detach_offload(self) -> None:
+        """Removes the pack's offloading: hooks gone, weights parked on the CPU, disk offload files deleted."""
         for module in self.modules.values():
             remove_offload(module)
         if self._offload is not None:
             self._offload.cleanup()
         self._offload = None
+
+    def release(self) -> None:
+        """Frees the weights: hooks removed, disk offload files deleted, references dropped."""
+        if self.pipe is None:
+            return
+        self.detach_offload()
         self.pipe = None
         gc.collect()
         if torch.cuda.is_available():

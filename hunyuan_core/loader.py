@@ -141,11 +141,17 @@ def load_pipeline(
     resolved = resolve_dtypes(spec, dtypes, offload.onload_device)
 
     components = {c.name: _load_component(folder, c, resolved.get(c.name)) for c in spec.components}
-    # The HunyuanVideo transformer takes the valid text tokens to come first: padding must be on the right.
-    components["tokenizer"].padding_side = "right"
-    install_batch_safe_attention(components["transformer"])
-
     pipe = getattr(importlib.import_module("diffusers"), spec.pipeline_class)(**components)
-    loaded = LoadedPipeline(pipe=pipe, spec=spec, folder=folder, dtypes=resolved, prompt_template=prompt_template)
+    return prepare_pipeline(pipe, spec, offload, prompt_template, folder)
+
+
+def prepare_pipeline(pipe, spec: PipelineSpec, offload: OffloadPlan, prompt_template: dict,
+                     folder: Path | None = None) -> LoadedPipeline:
+    """Readies a diffusers pipeline (loaded here, or built in memory) for the pack and applies `offload`."""
+    # The HunyuanVideo transformer takes the valid text tokens to come first: padding must be on the right.
+    pipe.tokenizer.padding_side = "right"
+    install_batch_safe_attention(pipe.transformer)
+    dtypes = {name: getattr(pipe, name).dtype for name in spec.module_names}
+    loaded = LoadedPipeline(pipe=pipe, spec=spec, folder=folder, dtypes=dtypes, prompt_template=prompt_template)
     loaded.configure_offload(offload)
     return loaded

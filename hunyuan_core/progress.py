@@ -5,8 +5,9 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
-StepCallback = Callable[[int, int], None]
-"""Called as `callback(done, total)` after each unit of work; it may raise to cancel between units."""
+StepCallback = Callable[..., None]
+"""Called as `callback(done, total)` after each unit of work (the sampler adds a preview latent); it may
+raise to cancel between units."""
 
 
 @contextmanager
@@ -17,4 +18,4 @@ def step_progress(callback: StepCallback | None, total: int, description: str) -
     from tqdm.auto import tqdm
 
     with tqdm(total=total, desc=description) as bar:
-        yield lambda done, _total: bar.update(done - bar.n)
+        yield lambda done, _total, *_preview: bar.update(done - bar.n)

@@ -1,8 +1,9 @@
-"""Text-to-video sampling: the flow-matching Euler loop of diffusers' HunyuanVideoPipeline, per batch.
+"""Sampling: the flow-matching Euler loop of diffusers' HunyuanVideoPipeline, per batch.
 
 The loop is diffusers' own (same scheduler, same transformer call, same guidance embedding) but written
-out here so that it can take a batch of different prompts, give every video its own seed, report each
-step and stop between steps. Each video of a batch equals the same prompt and seed generated alone.
+out here so that it can take a batch of different prompts, give every video its own seed, batch the
+classifier-free guidance rows, start from input latents (video-to-video), report and preview each step
+and stop between steps. Each video of a batch equals the same prompt and seed generated alone.
 
 Latents in and out of the core are raw VAE latents `[B, 16, (frames-1)//4+1, H/8, W/8]`, not scaled by
 the VAE's scaling factor: the layout ComfyUI's native HunyuanVideo nodes use.
@@ -11,7 +12,7 @@ the VAE's scaling factor: the layout ComfyUI's native HunyuanVideo nodes use.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -19,6 +20,7 @@ import torch
 from .encode import Conditioning, PromptEmbeddings
 from .errors import UserInputError
 from .loaded_pipeline import LoadedPipeline
+from .decode import check_latents
 from .progress import StepCallback, step_progress
 
 MAX_SEED = 2**64 - 1
@@ -57,6 +59,7 @@ class SamplingSettings:
     seed: int = 0
     videos_per_prompt: int = 1
     batched_cfg: bool = True  # with true CFG: conditional and unconditional rows in one transformer pass
+    denoise: float = 1.0  # with input latents: the share of the schedule that is run (1: from pure noise)
 
     def validate(self) -> None:
         check_video_size(self.width, self.height, self.frames)
@@ -64,19 +67,31 @@ class SamplingSettings:
             raise UserInputError(f"Steps must be at least 1, got {self.steps}.")
         if self.videos_per_prompt < 1:
             raise UserInputError(f"Videos per prompt must be at least 1, got {self.videos_per_prompt}.")
-        for name in ("guidance_scale", "true_cfg_scale", "flow_shift"):
+        for name in ("guidance_scale", "true_cfg_scale", "flow_shift", "denoise"):
             if not math.isfinite(getattr(self, name)):
                 raise UserInputError(f"{name} must be a finite number, got {getattr(self, name)}.")
         if self.true_cfg_scale < 1:
             raise UserInputError(f"true_cfg_scale must be 1 (off) or more, got {self.true_cfg_scale}.")
         if self.flow_shift <= 0:
             raise UserInputError(f"flow_shift must be positive, got {self.flow_shift}.")
+        if not 0 < self.denoise <= 1:
+            raise UserInputError(f"denoise must be above 0 and at most 1, got {self.denoise}.")
         if not 0 <= self.seed <= MAX_SEED:
             raise UserInputError(f"Seed must be between 0 and {MAX_SEED}, got {self.seed}.")
 
     @property
     def uses_true_cfg(self) -> bool:
         return self.true_cfg_scale > 1
+
+    @property
+    def schedule_length(self) -> int:
+        """Steps of the whole schedule; with denoise < 1 only its last `steps` run (as ComfyUI does)."""
+        return max(self.steps, int(self.steps / self.denoise))
+
+    def sized_like(self, latents: torch.Tensor) -> SamplingSettings:
+        """These settings with the video size of raw HunyuanVideo latents `[B, 16, t, h, w]`."""
+        _, _, frames, height, width = latents.shape
+        return replace(self, width=width * 8, height=height * 8, frames=(frames - 1) * 4 + 1)
 
 
 def initial_noise(shape: tuple[int, ...], seeds: list[int]) -> torch.Tensor:
@@ -96,12 +111,28 @@ def latent_shape(model: LoadedPipeline, settings: SamplingSettings) -> tuple[int
 
 
 def _scheduler(model: LoadedPipeline, settings: SamplingSettings, device: torch.device):
-    """A fresh scheduler per run: nothing carries over from a cancelled or earlier run."""
+    """A fresh scheduler per run (nothing carries over from a cancelled run), the timesteps to run and
+    their noise levels."""
     scheduler = type(model.pipe.scheduler).from_config(model.pipe.scheduler.config, shift=settings.flow_shift)
-    sigmas = np.linspace(1.0, 0.0, settings.steps + 1)[:-1]
+    sigmas = np.linspace(1.0, 0.0, settings.schedule_length + 1)[:-1]
     scheduler.set_timesteps(sigmas=sigmas, device=device)
-    scheduler.set_begin_index(0)
-    return scheduler
+    start = settings.schedule_length - settings.steps
+    scheduler.set_begin_index(start)
+    return scheduler, scheduler.timesteps[start:], scheduler.sigmas[start:]
+
+
+def _start_latents(model: LoadedPipeline, init_latents: torch.Tensor | None, noise: torch.Tensor, scheduler,
+                   first_timestep: torch.Tensor) -> torch.Tensor:
+    """Pure noise, or the input latents noised to the first timestep (scheduler.scale_noise)."""
+    if init_latents is None:
+        return noise
+    if init_latents.shape[0] not in (1, noise.shape[0]):
+        raise UserInputError(
+            f"The input latent holds {init_latents.shape[0]} videos, but the sampler makes {noise.shape[0]} "
+            "(prompts x videos per prompt). Give a latent with 1 video or with one per generated video."
+        )
+    clean = init_latents.to(noise.device, torch.float32) * model.pipe.vae.config.scaling_factor
+    return scheduler.scale_noise(clean.expand_as(noise), first_timestep.expand(len(noise)), noise)
 
 
 def _predict(transformer, latents, timestep, text: PromptEmbeddings, guidance, dtype) -> torch.Tensor:
@@ -138,11 +169,18 @@ def sample(
     conditioning: Conditioning,
     settings: SamplingSettings,
     on_step: StepCallback | None = None,
+    init_latents: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Generates `len(prompts) * videos_per_prompt` videos; returns raw VAE latents on the CPU.
 
     Video k (prompt-major: all videos of the first prompt come first) uses seed `settings.seed + k`.
+    With `init_latents` (raw VAE latents, one video or one per generated video) the videos take their
+    size and start from them, noised to `settings.denoise` (video-to-video). `on_step` is called as
+    `on_step(done, total, preview)`, `preview` being the current estimate of the result (raw latents).
     """
+    if init_latents is not None:
+        check_latents(init_latents, model.pipe.transformer.config.in_channels)
+        settings = settings.sized_like(init_latents)
     settings.validate()
     if settings.uses_true_cfg and conditioning.negative is None:
         raise UserInputError(
@@ -151,6 +189,7 @@ def sample(
         )
     device, dtype = model.device, model.dtypes["transformer"]
     transformer = model.pipe.transformer
+    scaling = model.pipe.vae.config.scaling_factor
     rows = torch.arange(len(conditioning.prompts)).repeat_interleave(settings.videos_per_prompt)
     batch = len(rows)
     positive = conditioning.positive.select(rows).to(device, dtype)
@@ -159,17 +198,19 @@ def sample(
         negative = conditioning.negative.select(rows).to(device, dtype)
         texts = [positive.concat(negative)] if settings.batched_cfg else [positive, negative]
 
-    latents = initial_noise(latent_shape(model, settings), [settings.seed + k for k in range(batch)]).to(device)
+    noise = initial_noise(latent_shape(model, settings), [settings.seed + k for k in range(batch)]).to(device)
     guidance = torch.full((batch,), settings.guidance_scale * 1000.0, dtype=dtype, device=device)
-    scheduler = _scheduler(model, settings, device)
+    scheduler, timesteps, sigmas = _scheduler(model, settings, device)
+    latents = _start_latents(model, init_latents, noise, scheduler, timesteps[:1])
 
     with step_progress(on_step, settings.steps, "Sampling") as report:
-        for step, t in enumerate(scheduler.timesteps):
+        for step, t in enumerate(timesteps):
             timestep = t.expand(batch).to(latents.dtype)
             noise_pred = _guided_prediction(
                 transformer, latents, timestep, guidance, texts, settings.true_cfg_scale, dtype
             )
+            preview = (latents - sigmas[step] * noise_pred) / scaling  # the flow model's estimate of the result
             latents = scheduler.step(noise_pred, t, latents, return_dict=False)[0]
-            report(step + 1, settings.steps)
+            report(step + 1, settings.steps, preview)
 
-    return (latents / model.pipe.vae.config.scaling_factor).cpu()
+    return (latents / scaling).cpu()

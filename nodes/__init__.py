@@ -6,6 +6,7 @@ from .loader import HunyuanDiffusersLoader
 from .offload import HunyuanDiffusersOffload
 from .offload_preset import HunyuanDiffusersOffloadPreset
 from .sampler import HunyuanDiffusersSampler
+from .video_encode import HunyuanDiffusersVAEEncode
 
 NODE_CLASS_MAPPINGS = {
     "HunyuanDiffusersLoader": HunyuanDiffusersLoader,
@@ -14,6 +15,7 @@ NODE_CLASS_MAPPINGS = {
     "HunyuanDiffusersTextEncode": HunyuanDiffusersTextEncode,
     "HunyuanDiffusersSampler": HunyuanDiffusersSampler,
     "HunyuanDiffusersDecode": HunyuanDiffusersDecode,
+    "HunyuanDiffusersVAEEncode": HunyuanDiffusersVAEEncode,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -23,4 +25,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "HunyuanDiffusersTextEncode": "HunyuanVideo Text Encode (diffusers)",
     "HunyuanDiffusersSampler": "HunyuanVideo Sampler (diffusers)",
     "HunyuanDiffusersDecode": "HunyuanVideo Decode (diffusers)",
+    "HunyuanDiffusersVAEEncode": "HunyuanVideo VAE Encode (diffusers)",
 }

@@ -79,4 +79,53 @@ def progress_bar(total: int) -> StepCallback:
     import comfy.utils
 
     bar = comfy.utils.ProgressBar(total)
-    return lambda done, total: bar.update_absolute(done, total)
+    return lambda done, total, *_preview: bar.update_absolute(done, total)
+
+
+def sampling_progress(total: int) -> StepCallback:
+    """ComfyUI's progress bar with a latent preview, drawn by ComfyUI's own previewer as the user set it up."""
+    import comfy.latent_formats
+    import comfy.utils
+    import latent_preview
+
+    bar = comfy.utils.ProgressBar(total)
+    latent_format = comfy.latent_formats.HunyuanVideo()
+    previewer = latent_preview.get_previewer(compute_device(), latent_format)
+
+    def report(done: int, total: int, preview=None) -> None:
+        image = None
+        if previewer is not None and preview is not None:
+            image = previewer.decode_latent_to_preview_image("JPEG", latent_format.process_in(preview))
+        bar.update_absolute(done, total, image)
+
+    return report
+
+
+def make_room(bytes_needed: int) -> None:
+    """Asks ComfyUI to unload its own models until `bytes_needed` are free on the compute device."""
+    import comfy.model_management
+
+    comfy.model_management.free_memory(bytes_needed, comfy.model_management.get_torch_device())
+
+
+def load_model(folder: Path, dtypes: dict, plan) -> object:
+    """The cached pipeline for these settings; the first call ties its release to ComfyUI's unloading."""
+    _release_when_comfyui_unloads()
+    return PIPELINES.get(folder, dtypes, plan)
+
+
+def _release_when_comfyui_unloads() -> None:
+    """Wraps `comfy.model_management.unload_all_models` (called by "free model and node cache" and after an
+    out-of-memory error) so that it also releases our pipeline, which ComfyUI does not manage itself."""
+    import comfy.model_management
+
+    original = comfy.model_management.unload_all_models
+    if getattr(original, "releases_hunyuan_diffusers", False):
+        return
+
+    def unload_all_models(*args, **kwargs):
+        PIPELINES.release()
+        return original(*args, **kwargs)
+
+    unload_all_models.releases_hunyuan_diffusers = True
+    comfy.model_management.unload_all_models = unload_all_models

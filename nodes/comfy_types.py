@@ -12,3 +12,4 @@ OFFLOAD_BASE_INPUT = (
     {"tooltip": "Settings of the components not chosen in apply_to. Unconnected: those keep 'none' (on the GPU)."},
 )
 OFFLOAD_OUTPUT_TOOLTIP = "Offload settings for the loader's offload input (or another offload node's base)."
+VAE_MODEL_INPUT = (MODEL, {"tooltip": "The model from the HunyuanVideo loader (its VAE is used)."})

@@ -62,4 +62,4 @@ class HunyuanDiffusersLoader:
         plan = offload or preset_plan(
             default_preset(device), HUNYUAN_VIDEO_T2V.module_names, device, comfy_bridge.offload_device()
         )
-        return (comfy_bridge.PIPELINES.get(comfy_bridge.resolve_model_folder(model), dtypes, plan),)
+        return (comfy_bridge.load_model(comfy_bridge.resolve_model_folder(model), dtypes, plan),)

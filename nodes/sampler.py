@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..hunyuan_core.errors import UserInputError
+from ..hunyuan_core.memory_estimate import sampling_device_bytes
 from ..hunyuan_core.sampling import MAX_SEED, SamplingSettings, check_video_size, sample
 from . import comfy_bridge, comfy_types
 
@@ -12,7 +13,9 @@ DEFAULTS = SamplingSettings()
 class HunyuanDiffusersSampler:
     DESCRIPTION = (
         "Generates HunyuanVideo latents: one video per prompt and per 'videos per prompt', video k with seed "
-        "seed+k, each identical to generating it alone. The output is a native ComfyUI LATENT."
+        "seed+k, each identical to generating it alone. With an input latent and denoise below 1 it re-generates "
+        "that video (video-to-video). Input and output are native ComfyUI HunyuanVideo LATENTs. Before it runs, "
+        "ComfyUI is asked to unload its own models if VRAM is short."
     )
     CATEGORY = comfy_types.CATEGORY
     RETURN_TYPES = ("LATENT",)
@@ -52,7 +55,17 @@ class HunyuanDiffusersSampler:
                                  "tooltip": "Seed of the first video; video k uses seed+k."}),
                 "videos_per_prompt": ("INT", {"default": 1, "min": 1, "max": 64,
                                               "tooltip": "Videos for each prompt, batched together."}),
-            }
+                "denoise": ("FLOAT", {"default": DEFAULTS.denoise, "min": 0.01, "max": 1.0, "step": 0.01,
+                                      "tooltip": "With an input latent: how much of it is re-generated (1: all, "
+                                                 "as text-to-video; 0.5: keep the broad shapes and motion). "
+                                                 "The sampler runs 'steps' steps of a longer schedule."}),
+            },
+            "optional": {
+                "latent": ("LATENT", {"tooltip": "Optional start: a HunyuanVideo LATENT (e.g. from the VAE encode "
+                                                 "node for video-to-video, or EmptyHunyuanLatentVideo). Its size "
+                                                 "replaces width, height and frames; it holds 1 video or one per "
+                                                 "generated video."}),
+            },
         }
 
     @classmethod
@@ -64,9 +77,14 @@ class HunyuanDiffusersSampler:
         return True
 
     def sample(self, model, conditioning, width, height, frames, steps, guidance_scale, true_cfg_scale,
-               batched_cfg, flow_shift, seed, videos_per_prompt):
+               batched_cfg, flow_shift, seed, videos_per_prompt, denoise, latent=None):
         settings = SamplingSettings(width=width, height=height, frames=frames, steps=steps,
                                     guidance_scale=guidance_scale, true_cfg_scale=true_cfg_scale,
                                     batched_cfg=batched_cfg, flow_shift=flow_shift, seed=seed,
-                                    videos_per_prompt=videos_per_prompt)
-        return ({"samples": sample(model, conditioning, settings, comfy_bridge.progress_bar(steps))},)
+                                    videos_per_prompt=videos_per_prompt, denoise=denoise)
+        init_latents = None if latent is None else latent["samples"]
+        sized = settings if init_latents is None else settings.sized_like(init_latents)
+        videos = len(conditioning.prompts) * videos_per_prompt
+        comfy_bridge.make_room(sampling_device_bytes(model, sized, videos))
+        samples = sample(model, conditioning, settings, comfy_bridge.sampling_progress(steps), init_latents)
+        return ({"samples": samples},)

@@ -34,24 +34,66 @@ class ProgressBar:
             raise InterruptProcessingException()
 
 
+class HunyuanVideoLatentFormat:
+    """ComfyUI's HunyuanVideo latent format: the sampler works on latents times this scale."""
+
+    scale_factor = 0.476986
+
+    def process_in(self, latent):
+        return latent * self.scale_factor
+
+
+class Previewer:
+    """Records what it was asked to preview and returns a stand-in image."""
+
+    seen: list = []
+
+    def decode_latent_to_preview_image(self, preview_format, x0):
+        Previewer.seen.append(x0)
+        return (preview_format, "image", 512)
+
+
+class Memory:
+    """Records ComfyUI memory requests; `unload_all_models` is what "free model and node cache" calls."""
+
+    requests: list = []
+    unloads: int = 0
+
+    @staticmethod
+    def free_memory(memory_required, device, keep_loaded=()):
+        Memory.requests.append((memory_required, device))
+
+    @staticmethod
+    def unload_all_models():
+        Memory.unloads += 1
+
+
+MODULES = ("comfy", "comfy.model_management", "comfy.utils", "comfy.latent_formats", "latent_preview", "folder_paths")
+
+
 def install(diffusers_paths: list[str]) -> None:
     comfy = types.ModuleType("comfy")
     management = types.ModuleType("comfy.model_management")
     management.get_torch_device = lambda: "cpu"
     management.unet_offload_device = lambda: "cpu"
     management.InterruptProcessingException = InterruptProcessingException
+    management.free_memory = Memory.free_memory
+    management.unload_all_models = Memory.unload_all_models
     utils = types.ModuleType("comfy.utils")
     utils.ProgressBar = ProgressBar
-    comfy.model_management, comfy.utils = management, utils
+    latent_formats = types.ModuleType("comfy.latent_formats")
+    latent_formats.HunyuanVideo = HunyuanVideoLatentFormat
+    comfy.model_management, comfy.utils, comfy.latent_formats = management, utils, latent_formats
+    previews = types.ModuleType("latent_preview")
+    previews.get_previewer = lambda device, latent_format: Previewer()
     folder_paths = types.ModuleType("folder_paths")
     folder_paths.get_folder_paths = lambda name: list(diffusers_paths) if name == "diffusers" else []
-    sys.modules.update(
-        {"comfy": comfy, "comfy.model_management": management, "comfy.utils": utils, "folder_paths": folder_paths}
-    )
+    modules = (comfy, management, utils, latent_formats, previews, folder_paths)
+    sys.modules.update(dict(zip(MODULES, modules)))
 
 
 def uninstall() -> None:
-    for name in ("comfy", "comfy.model_management", "comfy.utils", "folder_paths"):
+    for name in MODULES:
         sys.modules.pop(name, None)
     for name in [n for n in sys.modules if n == PACK_NAME or n.startswith(PACK_NAME + ".")]:
         del sys.modules[name]

@@ -105,8 +105,15 @@ def test_seeds(shared_model, conditioning):
 
 def test_progress_is_reported_every_step(shared_model, conditioning):
     seen = []
-    sample(shared_model, conditioning, replace(TINY_SETTINGS, steps=3), on_step=lambda d, t: seen.append((d, t)))
-    assert seen == [(1, 3), (2, 3), (3, 3)]
+    result = sample(shared_model, conditioning, replace(TINY_SETTINGS, steps=3),
+                    on_step=lambda d, t, preview: seen.append((d, t, preview)))
+    assert [(d, t) for d, t, _ in seen] == [(1, 3), (2, 3), (3, 3)]
+    previews = [preview.cpu() for _, _, preview in seen]
+    assert all(p.shape == result.shape for p in previews)
+    # The estimate of the result converges on the result: exact at the last step (sigma 0 is never run,
+    # so compare distances instead).
+    distances = [(p - result).abs().mean() for p in previews]
+    assert distances[0] > distances[-1]
 
 
 def test_cancelling_between_steps_leaves_the_model_reusable(model):
@@ -116,7 +123,7 @@ def test_cancelling_between_steps_leaves_the_model_reusable(model):
     class Cancelled(Exception):
         pass
 
-    def cancel(done, total):
+    def cancel(done, total, preview):
         raise Cancelled
 
     with pytest.raises(Cancelled):

@@ -1,0 +1,91 @@
+"""What the node graph costs over calling diffusers directly, for the same work on the tiny model (CPU).
+
+    python -m benchmarks.node_overhead --runs 30
+
+Times, interleaved run by run: (a) diffusers' `HunyuanVideoPipeline.__call__` (encode, sample, decode)
+and (b) the pack's encode, sampler and decode nodes, loaded as ComfyUI loads the pack (with stand-ins
+for ComfyUI's modules). Loading is outside both timings. Reports medians and their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from hunyuan_core.random_model import RANDOM_MODEL_PROMPT_TEMPLATE, save_random_model
+
+from .measure import environment
+
+REPO = Path(__file__).resolve().parents[1]
+PROMPT = "a cat walks on the grass, realistic style"
+
+
+def _comfy_stubs():
+    spec = importlib.util.spec_from_file_location("comfy_stubs", REPO / "tests" / "comfy_stubs.py")
+    stubs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stubs)
+    return stubs
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--height", type=int, default=64)
+    parser.add_argument("--frames", type=int, default=17)
+    parser.add_argument("--steps", type=int, default=8)
+    args = parser.parse_args(argv)
+
+    from diffusers import HunyuanVideoPipeline
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.disable_progress_bar()
+    with tempfile.TemporaryDirectory() as root:
+        folder = save_random_model(Path(root) / "HunyuanVideo", "tiny")
+        pipe = HunyuanVideoPipeline.from_pretrained(folder, use_safetensors=True)
+        pipe.set_progress_bar_config(disable=True)
+
+        stubs = _comfy_stubs()
+        stubs.install([root])
+        nodes = {name: cls() for name, cls in stubs.load_pack().NODE_CLASS_MAPPINGS.items()}
+        model = nodes["HunyuanDiffusersLoader"].load("HunyuanVideo", "auto", "auto", "auto")[0]
+
+        def direct():
+            return pipe(prompt=PROMPT, height=args.height, width=args.width, num_frames=args.frames,
+                        num_inference_steps=args.steps, prompt_template=RANDOM_MODEL_PROMPT_TEMPLATE,
+                        generator=torch.Generator().manual_seed(0), output_type="pt").frames
+
+        def graph():
+            conditioning = nodes["HunyuanDiffusersTextEncode"].encode(model, PROMPT, "single prompt", "", "")[0]
+            latent = nodes["HunyuanDiffusersSampler"].sample(
+                model, conditioning, args.width, args.height, args.frames, args.steps, 6.0, 1.0, True, 7.0, 0, 1
+            )[0]
+            return nodes["HunyuanDiffusersDecode"].decode(model, latent, True, 256, 64, 16, 4)[0]
+
+        times = {"diffusers": [], "nodes": []}
+        for _ in range(2):  # warm-up
+            direct(), graph()
+        for _ in range(args.runs):
+            for name, run in (("diffusers", direct), ("nodes", graph)):
+                started = time.perf_counter()
+                run()
+                times[name].append(time.perf_counter() - started)
+        model.release()
+        stubs.uninstall()
+
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    print(environment(torch.device("cpu")))
+    print(f"{args.width}x{args.height}x{args.frames}, {args.steps} steps, {args.runs} interleaved runs each")
+    print(f"diffusers __call__: median {medians['diffusers'] * 1000:.1f} ms")
+    print(f"node graph:         median {medians['nodes'] * 1000:.1f} ms")
+    print(f"ratio nodes/diffusers: {medians['nodes'] / medians['diffusers']:.3f}")
+
+
+if __name__ == "__main__":
+    main()

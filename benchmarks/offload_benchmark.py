@@ -1,0 +1,171 @@
+"""Offloading cost, side by side: our presets, batched vs two-pass CFG, and diffusers' own offload modes.
+
+    python -m benchmarks.offload_benchmark --scale mid --width 256 --height 256 --frames 17 --steps 4
+
+Builds a random HunyuanVideo at the chosen scale (speed and memory do not depend on weight values), then
+for each mode in one process: median time per denoising step after warm-up, peak accelerator memory,
+peak host RSS and the whole run's time (encode, sample, decode), with ratios against no offloading. Prints
+a table and writes JSON. On a CPU only the ratios mean something (nothing moves between devices there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from dataclasses import dataclass, replace
+
+import torch
+
+from hunyuan_core.decode import decode
+from hunyuan_core.encode import encode_prompts
+from hunyuan_core.loader import prepare_pipeline
+from hunyuan_core.model_spec import HUNYUAN_VIDEO_T2V
+from hunyuan_core.presets import preset_plan
+from hunyuan_core.random_model import RANDOM_MODEL_PROMPT_TEMPLATE, SCALES, build_random_pipeline
+from hunyuan_core.sampling import SamplingSettings, initial_noise, latent_shape, sample
+
+from .measure import PeakDeviceMemory, PeakRss, StepClock, environment, synchronize
+
+PROMPT = "a cat walks on the grass, realistic style"
+NEGATIVE = "blurry, low quality"
+CFG_SCALE = 4.0
+
+
+@dataclass(frozen=True)
+class Mode:
+    name: str
+    preset: str | None = None  # one of ours; None for diffusers' own modes
+    diffusers: str | None = None  # "model" or "sequential" cpu offload
+    true_cfg: bool = False
+    batched_cfg: bool = True
+
+
+MODES = [
+    Mode("none", preset="none"),
+    Mode("balanced", preset="balanced"),
+    Mode("lowest_vram", preset="lowest_vram"),
+    Mode("low_system_ram", preset="low_system_ram"),
+    Mode("disk", preset="disk"),
+    Mode("cfg two-pass, none", preset="none", true_cfg=True, batched_cfg=False),
+    Mode("cfg batched, none", preset="none", true_cfg=True),
+    Mode("cfg two-pass, lowest_vram", preset="lowest_vram", true_cfg=True, batched_cfg=False),
+    Mode("cfg batched, lowest_vram", preset="lowest_vram", true_cfg=True),
+    Mode("diffusers enable_model_cpu_offload", diffusers="model"),
+    Mode("diffusers enable_sequential_cpu_offload", diffusers="sequential"),  # last: it strands the weights
+]
+
+
+def run_ours(model, mode: Mode, settings: SamplingSettings, device, disk_folder: str) -> StepClock:
+    model.configure_offload(preset_plan(mode.preset, HUNYUAN_VIDEO_T2V.module_names, str(device),
+                                        disk_folder=disk_folder))
+    conditioning = encode_prompts(model, [PROMPT], negative_prompts=NEGATIVE if mode.true_cfg else None)
+    clock = StepClock(device)
+    run_settings = replace(settings, true_cfg_scale=CFG_SCALE if mode.true_cfg else 1.0,
+                           batched_cfg=mode.batched_cfg)
+    latents = sample(model, conditioning, run_settings, on_step=clock)
+    decode(model, latents)
+    return clock
+
+
+def run_diffusers(model, mode: Mode, settings: SamplingSettings, device) -> StepClock:
+    model.detach_offload()
+    pipe = model.pipe
+    if mode.diffusers == "model":
+        pipe.enable_model_cpu_offload(device=device)
+    else:
+        pipe.enable_sequential_cpu_offload(device=device)
+    clock = StepClock(device)
+
+    def on_step_end(pipeline, step, timestep, tensors):
+        clock(step + 1, settings.steps)
+        return {}
+
+    noise = initial_noise(latent_shape(model, settings), [settings.seed]).to(device)
+    pipe(prompt=PROMPT, height=settings.height, width=settings.width, num_frames=settings.frames,
+         num_inference_steps=settings.steps, guidance_scale=settings.guidance_scale, latents=noise,
+         prompt_template=model.prompt_template, callback_on_step_end=on_step_end, output_type="pt")
+    pipe.remove_all_hooks()
+    return clock
+
+
+def measure(model, mode: Mode, settings, device, warmup: int, disk_folder: str) -> dict:
+    started = time.perf_counter()
+    with PeakRss() as rss, PeakDeviceMemory(device) as vram:
+        if mode.preset is not None:
+            clock = run_ours(model, mode, settings, device, disk_folder)
+        else:
+            clock = run_diffusers(model, mode, settings, device)
+        synchronize(device)
+    return {
+        "mode": mode.name,
+        "step_s": clock.median_step(warmup),
+        "peak_vram_gb": None if vram.peak is None else vram.peak / 2**30,
+        "peak_rss_gb": rss.peak / 2**30,
+        "total_s": time.perf_counter() - started,
+    }
+
+
+def table(results: list[dict]) -> str:
+    base = next(r["step_s"] for r in results if r["mode"] == "none")
+    lines = ["| mode | s/step (median) | vs none | peak VRAM GB | peak RSS GB | whole run s |", "|---|---|---|---|---|---|"]
+    for r in results:
+        if "error" in r:
+            lines.append(f"| {r['mode']} | n/a: {r['error']} | | | | |")
+            continue
+        vram = "-" if r["peak_vram_gb"] is None else f"{r['peak_vram_gb']:.2f}"
+        lines.append(f"| {r['mode']} | {r['step_s']:.4f} | {r['step_s'] / base:.2f}x | {vram} | "
+                     f"{r['peak_rss_gb']:.2f} | {r['total_s']:.1f} |")
+    by_name = {r["mode"]: r for r in results if "error" not in r}
+    for preset in ("none", "lowest_vram"):
+        two, one = by_name.get(f"cfg two-pass, {preset}"), by_name.get(f"cfg batched, {preset}")
+        if two and one:
+            lines.append(f"\nbatched CFG speed-up per step under '{preset}': {two['step_s'] / one['step_s']:.2f}x")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", choices=list(SCALES), default="tiny")
+    parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--height", type=int, default=64)
+    parser.add_argument("--frames", type=int, default=9)
+    parser.add_argument("--steps", type=int, default=4, help="steps per mode, warm-up included")
+    parser.add_argument("--warmup", type=int, default=1, help="steps left out of the median")
+    parser.add_argument("--batch", type=int, default=1, help="videos per prompt")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--modes", nargs="*", help="mode names to run (default: all)")
+    parser.add_argument("--json", default="benchmark.json")
+    args = parser.parse_args(argv)
+
+    device = torch.device(args.device)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    settings = SamplingSettings(width=args.width, height=args.height, frames=args.frames, steps=args.steps,
+                                videos_per_prompt=args.batch, seed=0)
+    settings.validate()
+    modes = [m for m in MODES if not args.modes or m.name in args.modes]
+    print(f"building the {args.scale} random model ({dtype}) ...", flush=True)
+    pipe = build_random_pipeline(args.scale, dtype=dtype)
+    start_plan = preset_plan("none", HUNYUAN_VIDEO_T2V.module_names, str(device))
+    model = prepare_pipeline(pipe, HUNYUAN_VIDEO_T2V, start_plan, RANDOM_MODEL_PROMPT_TEMPLATE)
+
+    results = []
+    with tempfile.TemporaryDirectory() as disk_folder:
+        for mode in modes:
+            print(f"- {mode.name}", flush=True)
+            try:
+                results.append(measure(model, mode, settings, device, args.warmup, disk_folder))
+            except Exception as error:  # a mode that fails here is recorded, not fatal
+                results.append({"mode": mode.name, "error": f"{type(error).__name__}: {str(error).splitlines()[0][:100]}"})
+            print(f"  {results[-1]}", flush=True)
+
+    record = {"environment": environment(device), "scale": args.scale, "settings": vars(args), "results": results}
+    with open(args.json, "w") as out:
+        json.dump(record, out, indent=2)
+    print(json.dumps(record["environment"], indent=2))
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
