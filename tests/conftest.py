@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+
+import comfy_stubs
 import pytest
 
 from helpers import generate
@@ -13,6 +17,7 @@ from hunyuan_core.random_model import save_random_model
 
 TINY_SETTINGS = SamplingSettings(width=16, height=16, frames=9, steps=2, seed=7)
 PROMPTS = ["a cat walks", "a red dog runs across the snowy field at night"]
+MODEL_NAME = "HunyuanVideo-tiny"
 
 
 @pytest.fixture(scope="session")
@@ -48,3 +53,24 @@ def reference(tiny_model_dir):
         return generate(model, PROMPTS, TINY_SETTINGS)
     finally:
         model.release()
+
+
+@pytest.fixture(scope="session")
+def models_root(tiny_model_dir, tmp_path_factory):
+    """A ComfyUI models/diffusers folder: the tiny HunyuanVideo and a folder of another model family."""
+    root = tmp_path_factory.mktemp("comfy_models")
+    shutil.copytree(tiny_model_dir, root / MODEL_NAME)
+    other = root / "sd15"
+    other.mkdir()
+    (other / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
+    return root
+
+
+@pytest.fixture(scope="session")
+def pack(models_root):
+    """The node pack imported as ComfyUI imports it, with stand-ins for ComfyUI's modules."""
+    comfy_stubs.install([str(models_root)])
+    pack = comfy_stubs.load_pack()
+    yield pack
+    pack.nodes.comfy_bridge.PIPELINES.release()
+    comfy_stubs.uninstall()

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import json
-import shutil
-
 import comfy_stubs
 import pytest
 import torch
@@ -16,26 +13,7 @@ from hunyuan_core.decode import decode
 from hunyuan_core.encode import encode_prompts
 from hunyuan_core.sampling import sample
 
-MODEL_NAME = "HunyuanVideo-tiny"
-
-
-@pytest.fixture(scope="module")
-def models_root(tiny_model_dir, tmp_path_factory):
-    root = tmp_path_factory.mktemp("comfy_models")
-    shutil.copytree(tiny_model_dir, root / MODEL_NAME)
-    other = root / "sd15"
-    other.mkdir()
-    (other / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
-    return root
-
-
-@pytest.fixture(scope="module")
-def pack(models_root):
-    comfy_stubs.install([str(models_root)])
-    pack = comfy_stubs.load_pack()
-    yield pack
-    pack.nodes.comfy_bridge.PIPELINES.release()
-    comfy_stubs.uninstall()
+from conftest import MODEL_NAME
 
 
 @pytest.fixture
