@@ -9,7 +9,11 @@ import torch
 from .errors import UserInputError
 from .loaded_pipeline import LoadedPipeline
 from .progress import StepCallback, step_progress
+from .recovery import recovering
 from .vae_tiles import decoder_calls, report_calls
+
+
+VAE_ADVICE = "Turn spatial tiling on, use a smaller tile_size or tile_frames, or the lowest_vram preset for the VAE."
 
 
 @dataclass(frozen=True)
@@ -75,7 +79,8 @@ def decode(
     videos = []
     with step_progress(on_tile, total, "Decoding") as report, report_calls(vae.decoder, total, report):
         for video_latents in latents.split(1):
-            video = vae.decode(video_latents.to(model.device, model.dtypes["vae"]), return_dict=False)[0]
+            with recovering(model, "decoding", VAE_ADVICE):
+                video = vae.decode(video_latents.to(model.device, model.dtypes["vae"]), return_dict=False)[0]
             frames = model.pipe.video_processor.postprocess_video(video.float(), output_type="pt")
             videos.append(frames.permute(0, 1, 3, 4, 2).cpu())
     return torch.cat(videos)

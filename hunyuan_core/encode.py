@@ -14,6 +14,7 @@ import torch
 
 from .errors import UserInputError
 from .loaded_pipeline import LoadedPipeline
+from .recovery import recovering
 
 MAX_SEQUENCE_LENGTH = 256
 
@@ -78,14 +79,15 @@ def _as_list(prompts: str | Sequence[str] | None, what: str, count: int | None =
 def _encode(model: LoadedPipeline, prompts: list[str], clip_prompts: list[str]) -> PromptEmbeddings:
     pipe = model.pipe
     device = model.device
-    pooled = pipe._get_clip_prompt_embeds(clip_prompts, device=device)
-    embeds, pooled, mask = pipe.encode_prompt(
-        prompt=prompts,
-        prompt_template=model.prompt_template,
-        pooled_prompt_embeds=pooled,
-        device=device,
-        max_sequence_length=MAX_SEQUENCE_LENGTH,
-    )
+    with recovering(model, "encoding the prompts", "Use the lowest_vram offload preset for the text encoders."):
+        pooled = pipe._get_clip_prompt_embeds(clip_prompts, device=device)
+        embeds, pooled, mask = pipe.encode_prompt(
+            prompt=prompts,
+            prompt_template=model.prompt_template,
+            pooled_prompt_embeds=pooled,
+            device=device,
+            max_sequence_length=MAX_SEQUENCE_LENGTH,
+        )
     return PromptEmbeddings(embeds.cpu(), mask.cpu(), pooled.cpu())
 
 

@@ -7,3 +7,7 @@ change, so the ComfyUI nodes and the CLI can show it as it is instead of a trace
 
 class UserInputError(ValueError):
     """Bad input (a path, a size, a setting); the message tells the user what to change."""
+
+
+class OutOfMemoryError(UserInputError):
+    """The accelerator ran out of memory; the message says which setting to lower."""

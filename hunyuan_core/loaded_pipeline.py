@@ -15,7 +15,14 @@ import torch
 
 from .errors import UserInputError
 from .model_spec import PipelineSpec
-from .offload import AppliedOffload, OffloadPlan, apply_offload, remove_offload
+from .offload import (
+    AppliedOffload,
+    OffloadMode,
+    OffloadPlan,
+    apply_component_offload,
+    apply_offload,
+    remove_offload,
+)
 
 
 @dataclass(eq=False)
@@ -49,6 +56,23 @@ class LoadedPipeline:
         """Replaces the current offload plan with `plan` (old hooks removed first, never stacked)."""
         self.detach_offload()
         self._offload = apply_offload(self.modules, self.spec, plan)
+
+    def reset_offload(self) -> None:
+        """Rebuilds the hooks of the offloaded components from the current plan.
+
+        After a failure inside a forward pass (out of memory, say) groups may be left on the accelerator
+        and a first-pass prefetch trace half recorded; fresh hooks guarantee the next run starts clean.
+        Components kept on the device (`none`) are left alone.
+        """
+        applied = self._offload
+        for name, config in applied.plan.configs.items():
+            if config.mode == OffloadMode.NONE:
+                continue
+            remove_offload(self.modules[name], config.offload_device)
+            applied.cleanup((name,))
+            folder = apply_component_offload(name, self.modules[name], config, self.spec)
+            if folder is not None:
+                applied.disk_folders[name] = folder
 
     def detach_offload(self) -> None:
         """Removes the pack's offloading: hooks gone, weights parked on the CPU, disk offload files deleted."""

@@ -9,6 +9,7 @@ block split is wrong get the block names from their `ComponentSpec` (see model_s
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -173,35 +174,56 @@ class AppliedOffload:
     """What `apply_offload` did, so that it can be undone exactly."""
 
     plan: OffloadPlan
-    disk_folders: list[str] = field(default_factory=list)
+    disk_folders: dict[str, str] = field(default_factory=dict)  # component -> its offload files
 
-    def cleanup(self) -> None:
-        for folder in self.disk_folders:
+    def cleanup(self, components: tuple[str, ...] | None = None) -> None:
+        """Deletes the disk offload files of `components` (default: all)."""
+        for name in list(components or self.disk_folders):
+            folder = self.disk_folders.pop(name, None)
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+DISK_FOLDER_PREFIX = "hyvd-"
+
+
+def _remove_stale_disk_folders(parent: Path) -> None:
+    """Deletes offload folders left by processes that no longer run (a crash, a killed server)."""
+    for folder in parent.glob(f"{DISK_FOLDER_PREFIX}*-pid*-*"):
+        pid = folder.name.split("-pid", 1)[1].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _process_exists(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
-        self.disk_folders.clear()
 
 
-def apply_offload(components: Mapping[str, torch.nn.Module], spec: PipelineSpec, plan: OffloadPlan) -> AppliedOffload:
-    """Hooks every torch component according to `plan`; call `remove_offload` on each to undo."""
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def apply_component_offload(name: str, module: torch.nn.Module, config: OffloadConfig, spec: PipelineSpec) -> str | None:
+    """Hooks one component; returns the disk folder it created, if any."""
     from diffusers.hooks import apply_group_offloading
 
-    plan.validate(spec)
-    applied = AppliedOffload(plan)
-    for name in spec.module_names:
-        module = components[name]
-        config = plan.configs[name]
-        _refuse_accelerate_hooks(name, module)
-        remove_offload(module, config.offload_device)
-        if config.mode == OffloadMode.NONE:
-            module.to(config.onload_device)
-            continue
-        disk_path = None
-        if config.disk_folder is not None:
-            # A fresh folder per component and application: diffusers reuses any files it finds in the
-            # folder without checking, which silently corrupts a second model offloaded to the same place.
-            disk_path = tempfile.mkdtemp(prefix=f"{name}-", dir=config.disk_folder)
-            applied.disk_folders.append(disk_path)
-        block_modules = spec.component(name).offload_block_modules
+    _refuse_accelerate_hooks(name, module)
+    remove_offload(module, config.offload_device)
+    if config.mode == OffloadMode.NONE:
+        module.to(config.onload_device)
+        return None
+    disk_path = None
+    if config.disk_folder is not None:
+        # A fresh folder per component and application: diffusers reuses any files it finds in the folder
+        # without checking, which silently corrupts a second model offloaded to the same place. Nothing but
+        # this application's hooks ever reads it, and it is deleted with them.
+        parent = Path(config.disk_folder)
+        _remove_stale_disk_folders(parent)
+        disk_path = tempfile.mkdtemp(prefix=f"{DISK_FOLDER_PREFIX}{name}-pid{os.getpid()}-", dir=parent)
+    block_modules = spec.component(name).offload_block_modules
+    try:
         apply_group_offloading(
             module,
             onload_device=torch.device(config.onload_device),
@@ -215,6 +237,38 @@ def apply_offload(components: Mapping[str, torch.nn.Module], spec: PipelineSpec,
             offload_to_disk_path=disk_path,
             block_modules=list(block_modules) if block_modules else None,
         )
+    except BaseException as error:
+        remove_offload(module, config.offload_device)
+        if disk_path is not None:
+            shutil.rmtree(disk_path, ignore_errors=True)
+        if isinstance(error, OSError):
+            raise UserInputError(
+                f"Could not write the offload files of {name} to {config.disk_folder} ({error.strerror or error}). "
+                f"Free disk space there (about {module_gigabytes(module):.1f} GB for {name}) or choose another "
+                "folder."
+            ) from error
+        raise
+    return disk_path
+
+
+def module_gigabytes(module: torch.nn.Module) -> float:
+    return sum(t.numel() * t.element_size() for t in (*module.parameters(), *module.buffers())) / 2**30
+
+
+def apply_offload(components: Mapping[str, torch.nn.Module], spec: PipelineSpec, plan: OffloadPlan) -> AppliedOffload:
+    """Hooks every torch component according to `plan`; on failure nothing stays applied."""
+    plan.validate(spec)
+    applied = AppliedOffload(plan)
+    try:
+        for name in spec.module_names:
+            folder = apply_component_offload(name, components[name], plan.configs[name], spec)
+            if folder is not None:
+                applied.disk_folders[name] = folder
+    except BaseException:
+        for name in spec.module_names:
+            remove_offload(components[name])
+        applied.cleanup()
+        raise
     return applied
 
 

@@ -22,8 +22,13 @@ from .errors import UserInputError
 from .loaded_pipeline import LoadedPipeline
 from .decode import check_latents
 from .progress import StepCallback, step_progress
+from .recovery import recovering
 
 MAX_SEED = 2**64 - 1
+SAMPLING_ADVICE = (
+    "Use a lower-VRAM offload preset (lowest_vram), fewer frames or a smaller size, fewer videos at once, "
+    "or turn batched_cfg off."
+)
 
 
 def _nearest(value: int, step: int, offset: int, minimum: int) -> int:
@@ -206,9 +211,11 @@ def sample(
     with step_progress(on_step, settings.steps, "Sampling") as report:
         for step, t in enumerate(timesteps):
             timestep = t.expand(batch).to(latents.dtype)
-            noise_pred = _guided_prediction(
-                transformer, latents, timestep, guidance, texts, settings.true_cfg_scale, dtype
-            )
+            with recovering(model, f"sampling {batch} video(s) of {settings.width}x{settings.height}, "
+                            f"{settings.frames} frames", SAMPLING_ADVICE):
+                noise_pred = _guided_prediction(
+                    transformer, latents, timestep, guidance, texts, settings.true_cfg_scale, dtype
+                )
             preview = (latents - sigmas[step] * noise_pred) / scaling  # the flow model's estimate of the result
             latents = scheduler.step(noise_pred, t, latents, return_dict=False)[0]
             report(step + 1, settings.steps, preview)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from .decode import TilingSettings
+from .decode import VAE_ADVICE, TilingSettings
 from .errors import UserInputError
 from .loaded_pipeline import LoadedPipeline
 from .progress import StepCallback, step_progress
+from .recovery import recovering
 from .sampling import check_video_size
 from .vae_tiles import encoder_calls, report_calls
 
@@ -41,6 +42,7 @@ def encode_video(
     with step_progress(on_tile, total, "Encoding") as report, report_calls(vae.encoder, total, report):
         for video in frames.split(1):
             pixels = model.pipe.video_processor.normalize(video.permute(0, 4, 1, 2, 3))  # [1, 3, T, H, W], -1..1
-            posterior = vae.encode(pixels.to(model.device, model.dtypes["vae"])).latent_dist
+            with recovering(model, "encoding video frames", VAE_ADVICE):
+                posterior = vae.encode(pixels.to(model.device, model.dtypes["vae"])).latent_dist
             latents.append(posterior.mode().float().cpu())
     return torch.cat(latents)

@@ -96,3 +96,25 @@ def test_release_returns_the_vram(small_model_dir):
     model.release()
     torch.cuda.synchronize()
     assert torch.cuda.memory_allocated() <= before + 2**20
+
+
+def test_failure_mid_forward_leaves_nothing_on_the_gpu(small_model_dir, resident):
+    from hunyuan_core.errors import OutOfMemoryError
+
+    model = load_pipeline(small_model_dir, offload=OffloadPlan.uniform(STREAM_PLANS["block_level+stream"], COMPONENTS))
+    try:
+        block = model.modules["transformer"].transformer_blocks[2]
+
+        def fail(*_):
+            handle.remove()
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected)")
+
+        handle = block.register_forward_pre_hook(fail)
+        with pytest.raises(OutOfMemoryError):
+            generate(model, PROMPTS, SETTINGS)
+        on_gpu = [n for m in model.modules.values() for n, p in m.named_parameters() if p.device.type == "cuda"]
+        assert not on_gpu, f"left on the GPU after the failure: {on_gpu[:5]}"
+        latents, _ = generate(model, PROMPTS, SETTINGS)
+    finally:
+        model.release()
+    torch.testing.assert_close(latents, resident[0], rtol=2e-2, atol=2e-2)
