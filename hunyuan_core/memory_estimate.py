@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from .decode import check_latents
 from .encode import MAX_SEQUENCE_LENGTH
 from .loaded_pipeline import LoadedPipeline
 from .offload import OffloadMode, offload_hooks
@@ -35,8 +36,13 @@ def transformer_device_bytes(model: LoadedPipeline) -> int:
     return 2 * max((_group_bytes(group) for group in groups), default=0)
 
 
-def sampling_device_bytes(model: LoadedPipeline, settings: SamplingSettings, videos: int) -> int:
+def sampling_device_bytes(model: LoadedPipeline, settings: SamplingSettings, videos: int,
+                          init_latents: torch.Tensor | None = None) -> int:
+    """The estimate for sampling `videos` videos (at the size of `init_latents`, when given)."""
     config = model.pipe.transformer.config
+    if init_latents is not None:
+        check_latents(init_latents, config.in_channels)
+        settings = settings.sized_like(init_latents)
     _, frames, height, width = latent_shape(model, settings)
     tokens = frames * (height // config.patch_size) * (width // config.patch_size) + MAX_SEQUENCE_LENGTH
     rows = videos * (2 if settings.uses_true_cfg and settings.batched_cfg else 1)

@@ -83,8 +83,7 @@ class HunyuanDiffusersSampler:
                                     batched_cfg=batched_cfg, flow_shift=flow_shift, seed=seed,
                                     videos_per_prompt=videos_per_prompt, denoise=denoise)
         init_latents = None if latent is None else latent["samples"]
-        sized = settings if init_latents is None else settings.sized_like(init_latents)
         videos = len(conditioning.prompts) * videos_per_prompt
-        comfy_bridge.make_room(sampling_device_bytes(model, sized, videos))
+        comfy_bridge.make_room(sampling_device_bytes(model, settings, videos, init_latents))
         samples = sample(model, conditioning, settings, comfy_bridge.sampling_progress(steps), init_latents)
         return ({"samples": samples},)

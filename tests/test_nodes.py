@@ -217,3 +217,12 @@ def test_switching_models_keeps_one_copy_of_the_weights(nodes):
     load(nodes, vae_dtype="bf16")
     gc.collect()
     assert transformer() is None
+
+
+def test_a_wrong_latent_is_explained_before_sampling(nodes):
+    model = load(nodes)
+    conditioning = nodes["HunyuanDiffusersTextEncode"].encode(model, "a cat", "single prompt", "", "")[0]
+    error_type = pack_module("hunyuan_core.errors").UserInputError
+    with pytest.raises(error_type, match=r"Expected HunyuanVideo video latents shaped \[batch, 16, frames"):
+        nodes["HunyuanDiffusersSampler"].sample(model, conditioning, **sampler_inputs(),
+                                                latent={"samples": torch.zeros(1, 4, 8, 8)})
