@@ -17,17 +17,22 @@ from .loader import load_pipeline
 from .offload import OffloadPlan
 
 
+def _key(folder: str | Path, dtypes: Mapping[str, torch.dtype] | None) -> tuple:
+    return str(Path(folder).expanduser().resolve()), tuple(sorted((dtypes or {}).items()))
+
+
 class PipelineCache:
     def __init__(self):
         self._model: LoadedPipeline | None = None
         self._key: tuple | None = None
+        self._releases: dict[tuple, int] = {}
 
     @property
     def current(self) -> LoadedPipeline | None:
         return self._model
 
     def get(self, folder: str | Path, dtypes: Mapping[str, torch.dtype] | None, plan: OffloadPlan) -> LoadedPipeline:
-        key = (str(Path(folder).expanduser().resolve()), tuple(sorted((dtypes or {}).items())))
+        key = _key(folder, dtypes)
         if self._model is not None and key == self._key and self._model.pipe is not None:
             if self._model.offload_plan != plan:
                 self._model.configure_offload(plan)
@@ -37,8 +42,14 @@ class PipelineCache:
         self._key = key
         return self._model
 
+    def releases(self, folder: str | Path, dtypes: Mapping[str, torch.dtype] | None) -> int:
+        """How often the model for these settings has been released: a handle given out before the last
+        release is stale, so a host that caches loader outputs (ComfyUI) knows to load again."""
+        return self._releases.get(_key(folder, dtypes), 0)
+
     def release(self) -> None:
         if self._model is not None:
             self._model.release()
+            self._releases[self._key] = self._releases.get(self._key, 0) + 1
         self._model = None
         self._key = None

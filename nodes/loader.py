@@ -50,16 +50,29 @@ class HunyuanDiffusersLoader:
             },
         }
 
+    @classmethod
+    def IS_CHANGED(cls, model, transformer_dtype, text_encoder_dtype, vae_dtype, offload=None):
+        """Changes when the model loaded for these inputs was released (another model was loaded or
+        ComfyUI unloaded models), so that ComfyUI runs the loader again instead of reusing a dead handle."""
+        return comfy_bridge.PIPELINES.releases(
+            comfy_bridge.resolve_model_folder(model), _dtypes(transformer_dtype, text_encoder_dtype, vae_dtype)
+        )
+
     def load(self, model, transformer_dtype, text_encoder_dtype, vae_dtype, offload=None):
-        requested = {
-            "transformer": transformer_dtype,
-            "text_encoder": text_encoder_dtype,
-            "text_encoder_2": text_encoder_dtype,
-            "vae": vae_dtype,
-        }
-        dtypes = {name: parse_dtype(value) for name, value in requested.items() if value != AUTO}
+        dtypes = _dtypes(transformer_dtype, text_encoder_dtype, vae_dtype)
         device = comfy_bridge.compute_device()
         plan = offload or preset_plan(
             default_preset(device), HUNYUAN_VIDEO_T2V.module_names, device, comfy_bridge.offload_device()
         )
         return (comfy_bridge.load_model(comfy_bridge.resolve_model_folder(model), dtypes, plan),)
+
+
+def _dtypes(transformer_dtype: str, text_encoder_dtype: str, vae_dtype: str) -> dict:
+    """The explicitly chosen dtypes per component ('auto' leaves the choice to the core)."""
+    requested = {
+        "transformer": transformer_dtype,
+        "text_encoder": text_encoder_dtype,
+        "text_encoder_2": text_encoder_dtype,
+        "vae": vae_dtype,
+    }
+    return {name: parse_dtype(value) for name, value in requested.items() if value != AUTO}

@@ -226,3 +226,17 @@ def test_a_wrong_latent_is_explained_before_sampling(nodes):
     with pytest.raises(error_type, match=r"Expected HunyuanVideo video latents shaped \[batch, 16, frames"):
         nodes["HunyuanDiffusersSampler"].sample(model, conditioning, **sampler_inputs(),
                                                 latent={"samples": torch.zeros(1, 4, 8, 8)})
+
+
+def test_loader_reports_a_change_only_when_its_model_was_released(pack, nodes):
+    is_changed = pack.NODE_CLASS_MAPPINGS["HunyuanDiffusersLoader"].IS_CHANGED
+    before = is_changed(MODEL_NAME, "auto", "auto", "fp32")
+    model = load(nodes, vae_dtype="fp32")
+    assert is_changed(MODEL_NAME, "auto", "auto", "fp32") == before, "loading alone must not re-run the graph"
+    import comfy.model_management
+
+    comfy.model_management.unload_all_models()
+    after = is_changed(MODEL_NAME, "auto", "auto", "fp32")
+    assert after != before and model.pipe is None
+    again = load(nodes, vae_dtype="fp32")
+    assert again.pipe is not None and is_changed(MODEL_NAME, "auto", "auto", "fp32") == after
