@@ -25,7 +25,7 @@ class StepClock:
         self.device = device
         self.times = [time.perf_counter()]
 
-    def __call__(self, done: int, total: int) -> None:
+    def __call__(self, done: int, total: int, *_preview) -> None:
         synchronize(self.device)
         self.times.append(time.perf_counter())
 

@@ -4,7 +4,8 @@
 
 Builds a random HunyuanVideo at the chosen scale (speed and memory do not depend on weight values), then
 for each mode in one process: median time per denoising step after warm-up, peak accelerator memory,
-peak host RSS and the whole run's time (encode, sample, decode), with ratios against no offloading. Prints
+peak host RSS and the whole run's time (encode, sample and, unless --skip-decode, decode), with ratios
+against no offloading. Prints
 a table and writes JSON. On a CPU only the ratios mean something (nothing moves between devices there).
 """
 
@@ -57,7 +58,7 @@ MODES = [
 ]
 
 
-def run_ours(model, mode: Mode, settings: SamplingSettings, device, disk_folder: str) -> StepClock:
+def run_ours(model, mode: Mode, settings: SamplingSettings, device, disk_folder: str, with_decode: bool) -> StepClock:
     model.configure_offload(preset_plan(mode.preset, HUNYUAN_VIDEO_T2V.module_names, str(device),
                                         disk_folder=disk_folder))
     conditioning = encode_prompts(model, [PROMPT], negative_prompts=NEGATIVE if mode.true_cfg else None)
@@ -65,11 +66,12 @@ def run_ours(model, mode: Mode, settings: SamplingSettings, device, disk_folder:
     run_settings = replace(settings, true_cfg_scale=CFG_SCALE if mode.true_cfg else 1.0,
                            batched_cfg=mode.batched_cfg)
     latents = sample(model, conditioning, run_settings, on_step=clock)
-    decode(model, latents)
+    if with_decode:
+        decode(model, latents)
     return clock
 
 
-def run_diffusers(model, mode: Mode, settings: SamplingSettings, device) -> StepClock:
+def run_diffusers(model, mode: Mode, settings: SamplingSettings, device, with_decode: bool) -> StepClock:
     model.detach_offload()
     pipe = model.pipe
     if mode.diffusers == "model":
@@ -85,18 +87,19 @@ def run_diffusers(model, mode: Mode, settings: SamplingSettings, device) -> Step
     noise = initial_noise(latent_shape(model, settings), [settings.seed]).to(device)
     pipe(prompt=PROMPT, height=settings.height, width=settings.width, num_frames=settings.frames,
          num_inference_steps=settings.steps, guidance_scale=settings.guidance_scale, latents=noise,
-         prompt_template=model.prompt_template, callback_on_step_end=on_step_end, output_type="pt")
+         prompt_template=model.prompt_template, callback_on_step_end=on_step_end,
+         output_type="pt" if with_decode else "latent")
     pipe.remove_all_hooks()
     return clock
 
 
-def measure(model, mode: Mode, settings, device, warmup: int, disk_folder: str) -> dict:
+def measure(model, mode: Mode, settings, device, warmup: int, disk_folder: str, with_decode: bool) -> dict:
     started = time.perf_counter()
     with PeakRss() as rss, PeakDeviceMemory(device) as vram:
         if mode.preset is not None:
-            clock = run_ours(model, mode, settings, device, disk_folder)
+            clock = run_ours(model, mode, settings, device, disk_folder, with_decode)
         else:
-            clock = run_diffusers(model, mode, settings, device)
+            clock = run_diffusers(model, mode, settings, device, with_decode)
         synchronize(device)
     return {
         "mode": mode.name,
@@ -108,14 +111,15 @@ def measure(model, mode: Mode, settings, device, warmup: int, disk_folder: str) 
 
 
 def table(results: list[dict]) -> str:
-    base = next(r["step_s"] for r in results if r["mode"] == "none")
+    base = next((r["step_s"] for r in results if r["mode"] == "none" and "error" not in r), None)
     lines = ["| mode | s/step (median) | vs none | peak VRAM GB | peak RSS GB | whole run s |", "|---|---|---|---|---|---|"]
     for r in results:
         if "error" in r:
             lines.append(f"| {r['mode']} | n/a: {r['error']} | | | | |")
             continue
         vram = "-" if r["peak_vram_gb"] is None else f"{r['peak_vram_gb']:.2f}"
-        lines.append(f"| {r['mode']} | {r['step_s']:.4f} | {r['step_s'] / base:.2f}x | {vram} | "
+        ratio = "-" if base is None else f"{r['step_s'] / base:.2f}x"
+        lines.append(f"| {r['mode']} | {r['step_s']:.4f} | {ratio} | {vram} | "
                      f"{r['peak_rss_gb']:.2f} | {r['total_s']:.1f} |")
     by_name = {r["mode"]: r for r in results if "error" not in r}
     for preset in ("none", "lowest_vram"):
@@ -136,6 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=1, help="videos per prompt")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--modes", nargs="*", help="mode names to run (default: all)")
+    parser.add_argument("--skip-decode", action="store_true", help="leave VAE decoding out of each run")
     parser.add_argument("--json", default="benchmark.json")
     args = parser.parse_args(argv)
 
@@ -155,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
         for mode in modes:
             print(f"- {mode.name}", flush=True)
             try:
-                results.append(measure(model, mode, settings, device, args.warmup, disk_folder))
+                results.append(measure(model, mode, settings, device, args.warmup, disk_folder, not args.skip_decode))
             except Exception as error:  # a mode that fails here is recorded, not fatal
                 results.append({"mode": mode.name, "error": f"{type(error).__name__}: {str(error).splitlines()[0][:100]}"})
             print(f"  {results[-1]}", flush=True)
