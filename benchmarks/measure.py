@@ -83,6 +83,13 @@ class PeakDeviceMemory:
             self.peak = torch.cuda.max_memory_allocated(self.device)
 
 
+def _command() -> str:
+    """The command line as typed: `python -m package.module args` for a module run."""
+    spec = getattr(sys.modules["__main__"], "__spec__", None)
+    program = ["python", "-m", spec.name] if spec is not None else ["python", sys.argv[0]]
+    return " ".join(program + [f"'{a}'" if " " in a else a for a in sys.argv[1:]])
+
+
 def environment(device: torch.device) -> dict:
     """Date, hardware and versions, for the record."""
     import diffusers
@@ -102,5 +109,5 @@ def environment(device: torch.device) -> dict:
         "torch": torch.__version__,
         "diffusers": diffusers.__version__,
         "transformers": transformers.__version__,
-        "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
+        "command": _command(),
     }

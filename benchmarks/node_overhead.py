@@ -64,9 +64,14 @@ def main(argv: list[str] | None = None) -> None:
         def graph():
             conditioning = nodes["HunyuanDiffusersTextEncode"].encode(model, PROMPT, "single prompt", "", "")[0]
             latent = nodes["HunyuanDiffusersSampler"].sample(
-                model, conditioning, args.width, args.height, args.frames, args.steps, 6.0, 1.0, True, 7.0, 0, 1
+                model, conditioning, width=args.width, height=args.height, frames=args.frames, steps=args.steps,
+                guidance_scale=6.0, true_cfg_scale=1.0, batched_cfg=True, flow_shift=7.0, seed=0,
+                videos_per_prompt=1, denoise=1.0,
             )[0]
-            return nodes["HunyuanDiffusersDecode"].decode(model, latent, True, 256, 64, 16, 4)[0]
+            stubs.Previewer.seen.clear()
+            return nodes["HunyuanDiffusersDecode"].decode(
+                model, latent, spatial_tiling=True, tile_size=256, tile_overlap=64, tile_frames=16, frame_overlap=4
+            )[0]
 
         times = {"diffusers": [], "nodes": []}
         for _ in range(2):  # warm-up

@@ -27,7 +27,8 @@ def _call(server: str, path: str, payload: dict | None = None) -> dict:
     data = None if payload is None else json.dumps(payload).encode()
     request = urllib.request.Request(server + path, data=data, headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=60) as response:
-        return json.loads(response.read())
+        body = response.read()
+    return json.loads(body) if body else {}
 
 
 def run(server: str, workflow: Path, declarations: dict, timeout: float) -> tuple[bool, str]:
