@@ -7,6 +7,7 @@ declarations tested) without a ComfyUI installation.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
@@ -124,7 +125,9 @@ def _release_when_comfyui_unloads() -> None:
         return
 
     def unload_all_models(*args, **kwargs):
-        PIPELINES.release()
+        if PIPELINES.current is not None:
+            PIPELINES.release()
+            logging.info("HunyuanVideo (diffusers): released the loaded pipeline with ComfyUI's models.")
         return original(*args, **kwargs)
 
     unload_all_models.releases_hunyuan_diffusers = True
