@@ -19,7 +19,8 @@ import torch
 
 from hunyuan_core.decode import decode
 from hunyuan_core.encode import encode_prompts
-from hunyuan_core.loader import default_device, load_pipeline
+from hunyuan_core.devices import default_device
+from hunyuan_core.loader import load_pipeline
 from hunyuan_core.model_spec import HUNYUAN_VIDEO_T2V
 from hunyuan_core.presets import PRESETS, default_preset, preset_plan
 from hunyuan_core.random_model import save_random_model

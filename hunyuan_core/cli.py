@@ -16,7 +16,8 @@ from pathlib import Path
 from .decode import TilingSettings, decode
 from .encode import encode_prompts
 from .errors import UserInputError
-from .loader import DTYPES, default_device, load_pipeline, parse_dtype
+from .devices import default_device
+from .loader import DTYPES, load_pipeline, parse_dtype
 from .model_spec import HUNYUAN_VIDEO_T2V
 from .offload import OffloadConfig, OffloadMode, OffloadPlan, describe
 from .offload_probe import count_onloads, hook_counts
@@ -108,7 +109,8 @@ def generate(args) -> list[Path]:
         folder = args.model
         if tiny:
             folder = save_random_model(stack.enter_context(tempfile.TemporaryDirectory()) + "/tiny", "tiny")
-        model = stack.enter_context(_released(load_pipeline(folder, _dtypes(args.dtype), plan)))
+        model = load_pipeline(folder, _dtypes(args.dtype), plan)
+        stack.callback(model.release)
         print(f"model: {folder}\ndevice: {model.device}\noffload:\n{describe(model.offload_plan)}")
         with count_onloads(model.modules) as onloads:
             conditioning = encode_prompts(
@@ -128,19 +130,6 @@ def _report_onloads(hooks: dict[str, int], onloads: dict[str, int]) -> None:
         if count:
             status = "ok" if onloads[name] else "NEVER ONLOADED"
             print(f"offload check: {name}: {count} hooks, {onloads[name]} onloads - {status}")
-
-
-class _released:
-    """Context manager that releases a loaded pipeline on exit (hooks, disk files, memory)."""
-
-    def __init__(self, model):
-        self.model = model
-
-    def __enter__(self):
-        return self.model
-
-    def __exit__(self, *exc):
-        self.model.release()
 
 
 def _make_random_model(args) -> None:

@@ -43,11 +43,16 @@ class TilingSettings:
             )
 
     def apply_to(self, vae) -> None:
-        vae.use_tiling = self.spatial
-        vae.tile_sample_min_height = vae.tile_sample_min_width = self.tile_size
-        vae.tile_sample_stride_height = vae.tile_sample_stride_width = self.tile_size - self.tile_overlap
-        vae.tile_sample_min_num_frames = self.tile_frames
-        vae.tile_sample_stride_num_frames = self.tile_frames - self.frame_overlap
+        """Sets the tile sizes through the VAE's own `enable_tiling`; without spatial tiling it is turned
+        off again, the temporal tile sizes staying in force (diffusers always decodes framewise)."""
+        stride = self.tile_size - self.tile_overlap
+        vae.enable_tiling(
+            tile_sample_min_height=self.tile_size, tile_sample_min_width=self.tile_size,
+            tile_sample_min_num_frames=self.tile_frames, tile_sample_stride_height=stride,
+            tile_sample_stride_width=stride, tile_sample_stride_num_frames=self.tile_frames - self.frame_overlap,
+        )
+        if not self.spatial:
+            vae.disable_tiling()
 
 
 def check_latents(latents: torch.Tensor, channels: int) -> None:

@@ -7,22 +7,15 @@ the prompt template it needs, or the offload plan applied to it; this wrapper do
 
 from __future__ import annotations
 
-import gc
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from .devices import free_cached_memory
 from .errors import UserInputError
 from .model_spec import PipelineSpec
-from .offload import (
-    AppliedOffload,
-    OffloadMode,
-    OffloadPlan,
-    apply_component_offload,
-    apply_offload,
-    remove_offload,
-)
+from .offload import AppliedOffload, OffloadMode, OffloadPlan, remove_offload
 
 
 @dataclass(eq=False)
@@ -30,7 +23,6 @@ class LoadedPipeline:
     pipe: object  # a diffusers HunyuanVideo pipeline
     spec: PipelineSpec
     folder: Path | None  # None for a pipeline built in memory
-    dtypes: dict[str, torch.dtype]
     prompt_template: dict
     _offload: AppliedOffload | None = field(default=None, repr=False)
 
@@ -39,6 +31,10 @@ class LoadedPipeline:
         """The torch components (transformer, text encoders, VAE) by name."""
         pipe = self._live_pipe()
         return {name: getattr(pipe, name) for name in self.spec.module_names}
+
+    @property
+    def dtypes(self) -> dict[str, torch.dtype]:
+        return {name: module.dtype for name, module in self.modules.items()}
 
     @property
     def offload_plan(self) -> OffloadPlan:
@@ -53,9 +49,20 @@ class LoadedPipeline:
         return self.offload_plan.onload_device
 
     def configure_offload(self, plan: OffloadPlan) -> None:
-        """Replaces the current offload plan with `plan` (old hooks removed first, never stacked)."""
-        self.detach_offload()
-        self._offload = apply_offload(self.modules, self.spec, plan)
+        """Applies `plan`: components whose settings change are re-hooked (old hooks removed first, never
+        stacked); the others are left as they are, so a 25 GB transformer on the GPU stays there while the
+        VAE's settings change. If a component fails to apply, no offloading stays applied at all."""
+        plan.validate(self.spec)
+        modules = self.modules
+        if self._offload is None:
+            self._offload = AppliedOffload(self.spec)
+        try:
+            for name in self.spec.module_names:
+                if self._offload.configs.get(name) != plan.configs[name]:
+                    self._offload.apply(name, modules[name], plan.configs[name])
+        except BaseException:
+            self.detach_offload()
+            raise
 
     def reset_offload(self) -> None:
         """Rebuilds the hooks of the offloaded components from the current plan.
@@ -64,15 +71,9 @@ class LoadedPipeline:
         and a first-pass prefetch trace half recorded; fresh hooks guarantee the next run starts clean.
         Components kept on the device (`none`) are left alone.
         """
-        applied = self._offload
-        for name, config in applied.plan.configs.items():
-            if config.mode == OffloadMode.NONE:
-                continue
-            remove_offload(self.modules[name], config.offload_device)
-            applied.cleanup((name,))
-            folder = apply_component_offload(name, self.modules[name], config, self.spec)
-            if folder is not None:
-                applied.disk_folders[name] = folder
+        for name, config in self.offload_plan.configs.items():
+            if config.mode != OffloadMode.NONE:
+                self._offload.apply(name, self.modules[name], config)
 
     def detach_offload(self) -> None:
         """Removes the pack's offloading: hooks gone, weights parked on the CPU, disk offload files deleted."""
@@ -88,9 +89,7 @@ class LoadedPipeline:
             return
         self.detach_offload()
         self.pipe = None
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        free_cached_memory()
 
     def _live_pipe(self):
         if self.pipe is None:

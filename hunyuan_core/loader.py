@@ -16,6 +16,7 @@ from typing import Mapping
 import torch
 
 from .attention_mask import install_batch_safe_attention
+from .devices import default_device
 from .errors import UserInputError
 from .loaded_pipeline import LoadedPipeline
 from .model_spec import SUPPORTED_PIPELINES, ComponentSpec, PipelineSpec
@@ -30,10 +31,6 @@ def parse_dtype(name: str) -> torch.dtype:
         return DTYPES[name]
     except KeyError:
         raise UserInputError(f"Unknown dtype {name!r}; use one of {', '.join(DTYPES)}.") from None
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 
 
 def resolve_dtypes(
@@ -51,7 +48,7 @@ def resolve_dtypes(
     return resolved
 
 
-def read_model_index(folder: Path) -> tuple[PipelineSpec, dict]:
+def read_model_index(folder: Path) -> PipelineSpec:
     """Checks that `folder` is a complete diffusers folder of a supported pipeline; returns its spec."""
     if not folder.is_dir():
         raise UserInputError(
@@ -77,7 +74,7 @@ def read_model_index(folder: Path) -> tuple[PipelineSpec, dict]:
         )
     for component in spec.components:
         _check_component(folder, index, component)
-    return spec, index
+    return spec
 
 
 def _check_component(folder: Path, index: dict, component: ComponentSpec) -> None:
@@ -133,7 +130,7 @@ def load_pipeline(
 ) -> LoadedPipeline:
     """Loads the HunyuanVideo folder and applies `offload` (default: everything on the best device)."""
     folder = Path(folder).expanduser()
-    spec, _ = read_model_index(folder)
+    spec = read_model_index(folder)
     prompt_template = read_prompt_template(folder)
     if offload is None:
         offload = OffloadPlan.uniform(OffloadConfig(onload_device=str(default_device())), spec.module_names)
@@ -151,7 +148,6 @@ def prepare_pipeline(pipe, spec: PipelineSpec, offload: OffloadPlan, prompt_temp
     # The HunyuanVideo transformer takes the valid text tokens to come first: padding must be on the right.
     pipe.tokenizer.padding_side = "right"
     install_batch_safe_attention(pipe.transformer)
-    dtypes = {name: getattr(pipe, name).dtype for name in spec.module_names}
-    loaded = LoadedPipeline(pipe=pipe, spec=spec, folder=folder, dtypes=dtypes, prompt_template=prompt_template)
+    loaded = LoadedPipeline(pipe=pipe, spec=spec, folder=folder, prompt_template=prompt_template)
     loaded.configure_offload(offload)
     return loaded

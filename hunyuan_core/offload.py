@@ -171,10 +171,23 @@ def remove_offload(module: torch.nn.Module, park_device: str | torch.device = "c
 
 @dataclass
 class AppliedOffload:
-    """What `apply_offload` did, so that it can be undone exactly."""
+    """The offload configuration each component has now, and the disk folders holding its weights."""
 
-    plan: OffloadPlan
-    disk_folders: dict[str, str] = field(default_factory=dict)  # component -> its offload files
+    spec: PipelineSpec
+    configs: dict[str, OffloadConfig] = field(default_factory=dict)
+    disk_folders: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def plan(self) -> OffloadPlan:
+        return OffloadPlan(dict(self.configs))
+
+    def apply(self, name: str, module: torch.nn.Module, config: OffloadConfig) -> None:
+        """(Re)hooks one component; its previous hooks and disk files are replaced, never stacked."""
+        folder = apply_component_offload(name, module, config, self.spec)  # restores from the old files first
+        self.cleanup((name,))
+        if folder is not None:
+            self.disk_folders[name] = folder
+        self.configs[name] = config
 
     def cleanup(self, components: tuple[str, ...] | None = None) -> None:
         """Deletes the disk offload files of `components` (default: all)."""
@@ -253,23 +266,6 @@ def apply_component_offload(name: str, module: torch.nn.Module, config: OffloadC
 
 def module_gigabytes(module: torch.nn.Module) -> float:
     return sum(t.numel() * t.element_size() for t in (*module.parameters(), *module.buffers())) / 2**30
-
-
-def apply_offload(components: Mapping[str, torch.nn.Module], spec: PipelineSpec, plan: OffloadPlan) -> AppliedOffload:
-    """Hooks every torch component according to `plan`; on failure nothing stays applied."""
-    plan.validate(spec)
-    applied = AppliedOffload(plan)
-    try:
-        for name in spec.module_names:
-            folder = apply_component_offload(name, components[name], plan.configs[name], spec)
-            if folder is not None:
-                applied.disk_folders[name] = folder
-    except BaseException:
-        for name in spec.module_names:
-            remove_offload(components[name])
-        applied.cleanup()
-        raise
-    return applied
 
 
 def describe(plan: OffloadPlan) -> str:

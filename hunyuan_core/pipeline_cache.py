@@ -34,8 +34,7 @@ class PipelineCache:
     def get(self, folder: str | Path, dtypes: Mapping[str, torch.dtype] | None, plan: OffloadPlan) -> LoadedPipeline:
         key = _key(folder, dtypes)
         if self._model is not None and key == self._key and self._model.pipe is not None:
-            if self._model.offload_plan != plan:
-                self._model.configure_offload(plan)
+            self._model.configure_offload(plan)  # only components whose settings changed are touched
             return self._model
         self.release()
         self._model = load_pipeline(folder, dtypes, plan)

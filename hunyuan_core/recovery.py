@@ -7,20 +7,14 @@ rebuilt so the next run starts from a clean state and gives the same result as a
 
 from __future__ import annotations
 
-import gc
 from contextlib import contextmanager
 from typing import Iterator
 
 import torch
 
+from .devices import free_cached_memory
 from .errors import OutOfMemoryError
 from .loaded_pipeline import LoadedPipeline
-
-
-def free_cached_memory() -> None:
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 @contextmanager

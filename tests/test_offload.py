@@ -9,7 +9,7 @@ from diffusers.hooks import apply_group_offloading
 from helpers import generate
 
 from hunyuan_core.errors import UserInputError
-from hunyuan_core.offload import OffloadConfig, OffloadMode, OffloadPlan, remove_offload
+from hunyuan_core.offload import OffloadConfig, OffloadMode, OffloadPlan, offload_hooks, remove_offload
 from hunyuan_core.offload_probe import count_onloads, hook_counts
 
 COMPONENTS = ("transformer", "text_encoder", "text_encoder_2", "vae")
@@ -116,6 +116,21 @@ def test_reconfiguring_replaces_hooks_instead_of_stacking(model, reference):
     assert leaf_hooks != block_hooks
     model.configure_offload(uniform(model, OffloadConfig()))
     assert hook_counts(model.modules) == dict.fromkeys(COMPONENTS, 0)
+    latents, frames = generate(model, PROMPTS, TINY_SETTINGS)
+    assert torch.equal(latents, reference[0]) and torch.equal(frames, reference[1])
+
+
+def test_changing_one_component_leaves_the_others_hooked_as_they_were(model, reference):
+    block = uniform(model, OffloadConfig(mode="block_level"))
+    model.configure_offload(block)
+    transformer_hooks = [id(h) for h in offload_hooks(model.modules["transformer"])]
+    vae_hooks = [id(h) for h in offload_hooks(model.modules["vae"])]
+    model.configure_offload(block.with_config(("vae",), OffloadConfig(mode="leaf_level")))
+    assert [id(h) for h in offload_hooks(model.modules["transformer"])] == transformer_hooks
+    leaf_vae_hooks = [id(h) for h in offload_hooks(model.modules["vae"])]
+    assert len(leaf_vae_hooks) > len(vae_hooks)
+    model.configure_offload(block.with_config(("vae",), OffloadConfig(mode="leaf_level")))  # the same plan again
+    assert [id(h) for h in offload_hooks(model.modules["vae"])] == leaf_vae_hooks
     latents, frames = generate(model, PROMPTS, TINY_SETTINGS)
     assert torch.equal(latents, reference[0]) and torch.equal(frames, reference[1])
 
