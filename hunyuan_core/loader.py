@@ -21,6 +21,7 @@ from .errors import UserInputError
 from .loaded_pipeline import LoadedPipeline
 from .model_spec import SUPPORTED_PIPELINES, ComponentSpec, PipelineSpec
 from .offload import OffloadConfig, OffloadPlan
+from .progress import StepCallback
 from .prompt_template import read_prompt_template
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
@@ -127,8 +128,13 @@ def load_pipeline(
     folder: str | Path,
     dtypes: Mapping[str, torch.dtype] | None = None,
     offload: OffloadPlan | None = None,
+    on_step: StepCallback | None = None,
 ) -> LoadedPipeline:
-    """Loads the HunyuanVideo folder and applies `offload` (default: everything on the best device)."""
+    """Loads the HunyuanVideo folder and applies `offload` (default: everything on the best device).
+
+    `on_step(done, total)` is called after each component and after offloading (which pins or writes
+    the weights): a 13B model takes a while, and a host application wants to show that.
+    """
     folder = Path(folder).expanduser()
     spec = read_model_index(folder)
     prompt_template = read_prompt_template(folder)
@@ -137,9 +143,16 @@ def load_pipeline(
     offload.validate(spec)
     resolved = resolve_dtypes(spec, dtypes, offload.onload_device)
 
-    components = {c.name: _load_component(folder, c, resolved.get(c.name)) for c in spec.components}
+    report = on_step or (lambda done, total: None)
+    total = len(spec.components) + 1
+    components = {}
+    for done, component in enumerate(spec.components, start=1):
+        components[component.name] = _load_component(folder, component, resolved.get(component.name))
+        report(done, total)
     pipe = getattr(importlib.import_module("diffusers"), spec.pipeline_class)(**components)
-    return prepare_pipeline(pipe, spec, offload, prompt_template, folder)
+    loaded = prepare_pipeline(pipe, spec, offload, prompt_template, folder)
+    report(total, total)
+    return loaded
 
 
 def prepare_pipeline(pipe, spec: PipelineSpec, offload: OffloadPlan, prompt_template: dict,

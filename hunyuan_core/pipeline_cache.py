@@ -15,6 +15,7 @@ import torch
 from .loaded_pipeline import LoadedPipeline
 from .loader import load_pipeline
 from .offload import OffloadPlan
+from .progress import StepCallback
 
 
 def _key(folder: str | Path, dtypes: Mapping[str, torch.dtype] | None) -> tuple:
@@ -31,13 +32,14 @@ class PipelineCache:
     def current(self) -> LoadedPipeline | None:
         return self._model
 
-    def get(self, folder: str | Path, dtypes: Mapping[str, torch.dtype] | None, plan: OffloadPlan) -> LoadedPipeline:
+    def get(self, folder: str | Path, dtypes: Mapping[str, torch.dtype] | None, plan: OffloadPlan,
+            on_step: StepCallback | None = None) -> LoadedPipeline:
         key = _key(folder, dtypes)
         if self._model is not None and key == self._key and self._model.pipe is not None:
             self._model.configure_offload(plan)  # only components whose settings changed are touched
             return self._model
         self.release()
-        self._model = load_pipeline(folder, dtypes, plan)
+        self._model = load_pipeline(folder, dtypes, plan, on_step)
         self._key = key
         return self._model
 

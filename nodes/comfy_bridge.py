@@ -112,7 +112,7 @@ def make_room(bytes_needed: int) -> None:
 def load_model(folder: Path, dtypes: dict, plan) -> object:
     """The cached pipeline for these settings; the first call ties its release to ComfyUI's unloading."""
     _release_when_comfyui_unloads()
-    return PIPELINES.get(folder, dtypes, plan)
+    return PIPELINES.get(folder, dtypes, plan, progress_bar(1))
 
 
 def _release_when_comfyui_unloads() -> None:

@@ -67,6 +67,7 @@ def test_the_whole_chain_matches_the_core(pack, nodes, tiny_model_dir):
         model, "a cat walks\na red dog runs", "one prompt per line", "", "blurry"
     )[0]
     assert conditioning.prompts == ("a cat walks", "a red dog runs")
+    comfy_stubs.ProgressBar.updates = []
     latent = nodes["HunyuanDiffusersSampler"].sample(model, conditioning, **sampler_inputs())[0]
     assert comfy_stubs.ProgressBar.updates == [(1, 2), (2, 2)]
     frames, videos = nodes["HunyuanDiffusersDecode"].decode(model, latent, **TILING)
@@ -113,7 +114,9 @@ def test_offload_preset_node(nodes):
 
 def test_other_dtypes_load_a_new_model_and_release_the_old(nodes):
     first = load(nodes)
+    comfy_stubs.ProgressBar.updates = []
     second = load(nodes, transformer_dtype="bf16")
+    assert comfy_stubs.ProgressBar.updates == [(done, 8) for done in range(1, 9)], "loading shows progress"
     assert second is not first and first.pipe is None
     assert second.modules["transformer"].dtype == torch.bfloat16
 
