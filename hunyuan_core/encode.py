@@ -7,13 +7,15 @@ The narrow fix: encode the CLIP prompt ourselves with the pipeline's own CLIP he
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
 from .errors import UserInputError
 from .loaded_pipeline import LoadedPipeline
+from .progress import StepCallback, step_progress
 from .recovery import recovering
 
 MAX_SEQUENCE_LENGTH = 256
@@ -75,12 +77,20 @@ def _as_list(prompts: str | Sequence[str] | None, what: str, count: int | None =
     return prompts
 
 
+def _recovering(model: LoadedPipeline):
+    return recovering(model, "encoding the prompts", "Use the lowest_vram offload preset for the text encoders.")
+
+
 @torch.no_grad()
-def _encode(model: LoadedPipeline, prompts: list[str], clip_prompts: list[str]) -> PromptEmbeddings:
+def _encode(model: LoadedPipeline, prompts: list[str], clip_prompts: list[str],
+            report_pass: Callable[[], None]) -> PromptEmbeddings:
+    """Runs CLIP, then Llama; progress is reported between the passes, where a cancel leaves nothing behind."""
     pipe = model.pipe
     device = model.device
-    with recovering(model, "encoding the prompts", "Use the lowest_vram offload preset for the text encoders."):
+    with _recovering(model):
         pooled = pipe._get_clip_prompt_embeds(clip_prompts, device=device)
+    report_pass()
+    with _recovering(model):
         embeds, pooled, mask = pipe.encode_prompt(
             prompt=prompts,
             prompt_template=model.prompt_template,
@@ -88,6 +98,7 @@ def _encode(model: LoadedPipeline, prompts: list[str], clip_prompts: list[str]) 
             device=device,
             max_sequence_length=MAX_SEQUENCE_LENGTH,
         )
+    report_pass()
     return PromptEmbeddings(embeds.cpu(), mask.cpu(), pooled.cpu())
 
 
@@ -96,16 +107,24 @@ def encode_prompts(
     prompts: str | Sequence[str],
     clip_prompts: str | Sequence[str] | None = None,
     negative_prompts: str | Sequence[str] | None = None,
+    on_pass: StepCallback | None = None,
 ) -> Conditioning:
     """Encodes prompts (and optionally a negative prompt) into CPU tensors the sampler accepts.
 
     `clip_prompts` go to CLIP instead of the prompts (one, or one per prompt); negative prompts likewise.
+    `on_pass(done, total)` is called after each text-encoder pass (CLIP, then Llama, for each prompt set):
+    with offloading, a pass of the 8B Llama is long enough to deserve a progress bar.
     """
     prompts = _as_list(prompts, "prompt")
     clip_prompts = _as_list(clip_prompts, "CLIP prompt", len(prompts)) or prompts
-    positive = _encode(model, prompts, clip_prompts)
-    negative = None
     negatives = _as_list(negative_prompts, "negative prompt", len(prompts))
-    if negatives is not None:
-        negative = _encode(model, negatives, negatives)
+    total = 2 if negatives is None else 4
+    with step_progress(on_pass, total, "Encoding prompts") as report:
+        passes_done = itertools.count(1)
+
+        def report_pass() -> None:
+            report(next(passes_done), total)
+
+        positive = _encode(model, prompts, clip_prompts, report_pass)
+        negative = None if negatives is None else _encode(model, negatives, negatives, report_pass)
     return Conditioning(prompts=tuple(prompts), positive=positive, negative=negative)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..hunyuan_core.encode import encode_prompts
 from ..hunyuan_core.prompt_batch import BATCH_MODES, split_prompts
-from . import comfy_types
+from . import comfy_bridge, comfy_types
 
 
 class HunyuanDiffusersTextEncode:
@@ -55,5 +55,6 @@ class HunyuanDiffusersTextEncode:
                 split_prompts(prompt, batch_mode),
                 clip_prompts=split_prompts(clip_prompt, batch_mode) or None,
                 negative_prompts=negative_prompt,
+                on_pass=comfy_bridge.progress_bar(1),
             ),
         )

@@ -141,6 +141,23 @@ def test_cancel_leaves_the_model_reusable(nodes):
     assert torch.equal(again, expected)
 
 
+def test_text_encoding_shows_progress_per_encoder_pass_and_can_be_cancelled(nodes):
+    model = load(nodes)
+    encode = nodes["HunyuanDiffusersTextEncode"].encode
+    comfy_stubs.ProgressBar.updates = []
+    expected = encode(model, "a cat", "single prompt", "", "blurry")[0]
+    assert comfy_stubs.ProgressBar.updates == [(done, 4) for done in range(1, 5)], "CLIP, Llama for each prompt set"
+    comfy_stubs.ProgressBar.updates = []
+    comfy_stubs.ProgressBar.cancel_after = 1
+    with pytest.raises(comfy_stubs.InterruptProcessingException):
+        encode(model, "a cat", "single prompt", "", "blurry")
+    comfy_stubs.ProgressBar.cancel_after = None
+    again = encode(model, "a cat", "single prompt", "", "blurry")[0]
+    for name in ("positive", "negative"):
+        for field in ("embeds", "mask", "pooled"):
+            assert torch.equal(getattr(getattr(again, name), field), getattr(getattr(expected, name), field))
+
+
 def test_stream_offloading_on_a_cpu_is_explained(nodes):
     error_type = pack_module("hunyuan_core.errors").UserInputError
     with pytest.raises(error_type, match="use_stream needs an accelerator"):
