@@ -20,6 +20,7 @@ from typing import Mapping
 import torch
 
 from .errors import UserInputError
+from .group_offload_fix import drop_duplicate_group_tensors
 from .model_spec import PipelineSpec
 
 GROUP_OFFLOADING_HOOKS = ("group_offloading", "layer_execution_tracker", "lazy_prefetch_group_offloading")
@@ -261,6 +262,7 @@ def apply_component_offload(name: str, module: torch.nn.Module, config: OffloadC
                 "folder."
             ) from error
         raise
+    drop_duplicate_group_tensors(offload_hooks(module))
     return disk_path
 
 

@@ -55,6 +55,39 @@ def test_vae_block_modules_are_what_makes_vae_offloading_fire(model):
     assert ours["vae"] > 0
 
 
+def record_copies(module):
+    """A list with, per onload of any of `module`'s groups, the ids of the tensors that onload copied."""
+    onloads = []
+    for group in {id(hook.group): hook.group for hook in offload_hooks(module)}.values():
+        onload, transfer = group.onload_, group._transfer_tensor_to_device
+
+        def recording_onload(onload=onload):
+            onloads.append([])
+            return onload()
+
+        def recording_transfer(tensor, source, stream, transfer=transfer):
+            onloads[-1].append(id(tensor))
+            return transfer(tensor, source, stream)
+
+        group.onload_, group._transfer_tensor_to_device = recording_onload, recording_transfer
+    return onloads
+
+
+@pytest.mark.parametrize("name", ["block_level", "block_level_2_per_group", "leaf_level"])
+def test_each_onload_copies_each_tensor_once(model, name):
+    """diffusers lists the tensors of block-level "unmatched" groups twice and copied them twice per onload."""
+    model.configure_offload(uniform(model, CPU_CONFIGS[name]))
+    copies = {component: record_copies(module) for component, module in model.modules.items()}
+    generate(model, PROMPTS, TINY_SETTINGS)
+    for component, onloads in copies.items():
+        assert onloads, component
+        repeated = [len(tensors) - len(set(tensors)) for tensors in onloads]
+        assert repeated == [0] * len(onloads), component
+    transformer = model.modules["transformer"]
+    copied = {tensor for tensors in copies["transformer"] for tensor in tensors}
+    assert copied == {id(t) for t in (*transformer.parameters(), *transformer.buffers())}, "and each one is copied"
+
+
 @pytest.mark.parametrize("name", list(CPU_CONFIGS))
 def test_offloaded_output_is_bitwise_equal(model, reference, name):
     model.configure_offload(uniform(model, CPU_CONFIGS[name]))
