@@ -84,7 +84,7 @@ def decode(
     videos = []
     with step_progress(on_tile, total, "Decoding") as report, report_calls(vae.decoder, total, report):
         for video_latents in latents.split(1):
-            with recovering(model, "decoding", VAE_ADVICE):
+            with recovering(model, ("vae",), "decoding", VAE_ADVICE):
                 video = vae.decode(video_latents.to(model.device, model.dtypes["vae"]), return_dict=False)[0]
             frames = model.pipe.video_processor.postprocess_video(video.float(), output_type="pt")
             videos.append(frames.permute(0, 1, 3, 4, 2).cpu())

@@ -78,7 +78,7 @@ def _as_list(prompts: str | Sequence[str] | None, what: str, count: int | None =
 
 
 def _recovering(model: LoadedPipeline):
-    return recovering(model, "encoding the prompts", "Use the lowest_vram offload preset for the text encoders.")
+    return recovering(model, ("text_encoder", "text_encoder_2"), "encoding the prompts", "Use the lowest_vram offload preset for the text encoders.")
 
 
 @torch.no_grad()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
@@ -64,16 +65,17 @@ class LoadedPipeline:
             self.detach_offload()
             raise
 
-    def reset_offload(self) -> None:
-        """Rebuilds the hooks of the offloaded components from the current plan.
+    def reset_offload(self, components: Sequence[str]) -> None:
+        """Rebuilds the hooks of `components` from the current plan.
 
         After a failure inside a forward pass (out of memory, say) groups may be left on the accelerator
         and a first-pass prefetch trace half recorded; fresh hooks guarantee the next run starts clean.
         Components kept on the device (`none`) are left alone.
         """
-        for name, config in self.offload_plan.configs.items():
-            if config.mode != OffloadMode.NONE:
-                self._offload.apply(name, self.modules[name], config)
+        configs = self.offload_plan.configs
+        for name in components:
+            if configs[name].mode != OffloadMode.NONE:
+                self._offload.apply(name, self.modules[name], configs[name])
 
     def detach_offload(self) -> None:
         """Removes the pack's offloading: hooks gone, weights parked on the CPU, disk offload files deleted."""

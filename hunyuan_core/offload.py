@@ -163,6 +163,8 @@ def remove_offload(module: torch.nn.Module, park_device: str | torch.device = "c
     from diffusers.hooks import HookRegistry
 
     hooks = offload_hooks(module)
+    for stream in {id(hook.group.stream): hook.group.stream for hook in hooks if hook.group.stream is not None}.values():
+        stream.synchronize()  # a prefetch may still be copying (a failure mid-forward): let it land first
     _restore_from_disk(hooks)
     registry = HookRegistry.check_if_exists_or_initialize(module)
     for name in GROUP_OFFLOADING_HOOKS:
@@ -183,9 +185,15 @@ class AppliedOffload:
         return OffloadPlan(dict(self.configs))
 
     def apply(self, name: str, module: torch.nn.Module, config: OffloadConfig) -> None:
-        """(Re)hooks one component; its previous hooks and disk files are replaced, never stacked."""
-        folder = apply_component_offload(name, module, config, self.spec)  # restores from the old files first
+        """(Re)hooks one component; its previous hooks and disk files are replaced, never stacked.
+
+        The old hooks go first (their disk files are read back, then deleted, so a component is never on
+        disk twice); if the new ones fail, the component is recorded as not offloaded, as it then is.
+        """
+        remove_offload(module, config.offload_device)
         self.cleanup((name,))
+        self.configs.pop(name, None)
+        folder = apply_component_offload(name, module, config, self.spec)
         if folder is not None:
             self.disk_folders[name] = folder
         self.configs[name] = config

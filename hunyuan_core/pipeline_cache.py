@@ -45,7 +45,10 @@ class PipelineCache:
 
     def releases(self, folder: str | Path, dtypes: Mapping[str, torch.dtype] | None) -> int:
         """How often the model for these settings has been released: a handle given out before the last
-        release is stale, so a host that caches loader outputs (ComfyUI) knows to load again."""
+        release is stale, so a host that caches loader outputs (ComfyUI) knows to load again. A model released
+        directly (after a failure it could not recover from) counts too."""
+        if self._model is not None and self._model.pipe is None:
+            self.release()
         return self._releases.get(_key(folder, dtypes), 0)
 
     def release(self) -> None:

@@ -211,7 +211,7 @@ def sample(
     with step_progress(on_step, settings.steps, "Sampling") as report:
         for step, t in enumerate(timesteps):
             timestep = t.expand(batch).to(latents.dtype)
-            with recovering(model, f"sampling {batch} video(s) of {settings.width}x{settings.height}, "
+            with recovering(model, ("transformer",), f"sampling {batch} video(s) of {settings.width}x{settings.height}, "
                             f"{settings.frames} frames", SAMPLING_ADVICE):
                 noise_pred = _guided_prediction(
                     transformer, latents, timestep, guidance, texts, settings.true_cfg_scale, dtype

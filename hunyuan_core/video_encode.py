@@ -42,7 +42,7 @@ def encode_video(
     with step_progress(on_tile, total, "Encoding") as report, report_calls(vae.encoder, total, report):
         for video in frames.split(1):
             pixels = model.pipe.video_processor.normalize(video.permute(0, 4, 1, 2, 3))  # [1, 3, T, H, W], -1..1
-            with recovering(model, "encoding video frames", VAE_ADVICE):
+            with recovering(model, ("vae",), "encoding video frames", VAE_ADVICE):
                 posterior = vae.encode(pixels.to(model.device, model.dtypes["vae"])).latent_dist
             latents.append(posterior.mode().float().cpu())
     return torch.cat(latents)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import importlib
 import os
 import re
 from pathlib import Path
@@ -15,7 +16,9 @@ import torch
 from conftest import MODEL_NAME, PROMPTS, TINY_SETTINGS
 from helpers import generate
 
+from hunyuan_core import offload
 from hunyuan_core.errors import OutOfMemoryError, UserInputError
+from hunyuan_core.offload import offload_hooks
 from hunyuan_core.offload_probe import hook_counts
 from hunyuan_core.presets import preset_plan
 
@@ -93,6 +96,64 @@ def test_other_failures_inside_the_model_pass_through_and_the_model_recovers(mod
     with pytest.raises(KeyboardInterrupt):
         generate(model, PROMPTS, TINY_SETTINGS)
     assert torch.equal(generate(model, PROMPTS, TINY_SETTINGS)[0], reference[0])
+
+
+def hook_ids(model):
+    return {name: {id(hook) for hook in offload_hooks(module)} for name, module in model.modules.items()}
+
+
+def test_a_failure_rebuilds_only_the_hooks_of_the_component_that_was_running(model, reference, tmp_path):
+    """A cancelled decode must not read back and rewrite a disk-offloaded 24 GB transformer."""
+    model.configure_offload(preset_plan("disk", COMPONENTS, "cpu", disk_folder=str(tmp_path)))
+    before, folders = hook_ids(model), set(tmp_path.iterdir())
+    fail_once(model.modules["vae"].decoder.up_blocks[1], KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        generate(model, PROMPTS, TINY_SETTINGS)
+    after = hook_ids(model)
+    assert [name for name in COMPONENTS if after[name] != before[name]] == ["vae"]
+    assert len(folders - set(tmp_path.iterdir())) == 1, "only the VAE's offload files were replaced"
+    assert len(list(tmp_path.iterdir())) == len(COMPONENTS)
+    assert torch.equal(generate(model, PROMPTS, TINY_SETTINGS)[1], reference[1])
+
+
+def test_rehooking_deletes_the_old_offload_files_before_writing_new_ones(model, tmp_path, monkeypatch):
+    model.configure_offload(preset_plan("disk", COMPONENTS, "cpu", disk_folder=str(tmp_path)))
+    folders_when_writing = []
+    apply = offload.apply_component_offload
+
+    def counting_apply(*args):
+        folders_when_writing.append(len(list(tmp_path.iterdir())))
+        return apply(*args)
+
+    monkeypatch.setattr(offload, "apply_component_offload", counting_apply)
+    model.reset_offload(("transformer",))
+    assert folders_when_writing == [len(COMPONENTS) - 1], "the component is never on disk twice"
+
+
+def test_a_model_that_cannot_be_rehooked_after_a_failure_is_released(pack, monkeypatch):
+    nodes = {name: cls() for name, cls in pack.NODE_CLASS_MAPPINGS.items()}
+    bridge = importlib.import_module(f"{comfy_stubs.PACK_NAME}.nodes.comfy_bridge")
+    core_offload = importlib.import_module(f"{comfy_stubs.PACK_NAME}.hunyuan_core.offload")
+    loader_inputs = (MODEL_NAME, "auto", "auto", "auto")
+    offload_settings = nodes["HunyuanDiffusersOffloadPreset"].configure("lowest_vram", "all components", "")[0]
+    model = nodes["HunyuanDiffusersLoader"].load(*loader_inputs, offload=offload_settings)[0]
+    conditioning = nodes["HunyuanDiffusersTextEncode"].encode(model, "a cat", "single prompt", "", "")[0]
+    releases = nodes["HunyuanDiffusersLoader"].IS_CHANGED(*loader_inputs, offload=offload_settings)
+    fail_once(model.modules["transformer"].transformer_blocks[1], out_of_memory())
+
+    def failing_apply(name, *_):
+        raise RuntimeError(f"pinning {name} failed")
+
+    monkeypatch.setattr(core_offload, "apply_component_offload", failing_apply)
+    sampler = dict(width=16, height=16, frames=9, steps=2, guidance_scale=6.0, true_cfg_scale=1.0, batched_cfg=True,
+                   flow_shift=7.0, seed=0, videos_per_prompt=1, denoise=1.0)
+    with pytest.raises(importlib.import_module(f"{comfy_stubs.PACK_NAME}.hunyuan_core.errors").OutOfMemoryError) as error:
+        nodes["HunyuanDiffusersSampler"].sample(model, conditioning, **sampler)
+    assert str(error.value).endswith(
+        "turn batched_cfg off. The model was released; the loader loads it again on the next run.")
+    assert model.pipe is None
+    assert nodes["HunyuanDiffusersLoader"].IS_CHANGED(*loader_inputs, offload=offload_settings) == releases + 1, "ComfyUI loads it again"
+    assert bridge.PIPELINES.current is None
 
 
 def test_switching_presets_20_times_leaves_one_set_of_hooks_and_no_growth(model, reference, tiny_model_dir, tmp_path):
