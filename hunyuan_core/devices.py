@@ -15,6 +15,10 @@ def default_device() -> torch.device:
 
 
 def free_cached_memory() -> None:
-    """Collects garbage and hands the accelerator's cached blocks back (a no-op on a CPU)."""
+    """Collects garbage and hands the accelerator's cached blocks back, pinned host memory included (the
+    pinned copies of offloaded weights are cached by torch after they are freed). A no-op on a CPU."""
     gc.collect()
     empty_device_cache()
+    accelerator = getattr(torch, "accelerator", None)  # torch >= 2.6
+    if hasattr(accelerator, "empty_host_cache") and accelerator.is_available():
+        accelerator.empty_host_cache()

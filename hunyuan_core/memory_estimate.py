@@ -1,9 +1,12 @@
 """A rough upper estimate of the accelerator memory a sampling run needs.
 
 Used to ask a host application (ComfyUI) to make room before sampling. It counts the transformer weights
-the offload plan keeps on the device (all of them for `none`, two groups in flight otherwise: the one
-computing and the one being prefetched) plus an activation allowance proportional to the tokens the
-transformer attends over. The allowance is a deliberately generous rule of thumb, not a measurement.
+the offload plan keeps on the device plus an activation allowance proportional to the tokens the
+transformer attends over. Weights: all of them for `none`; otherwise the groups hooked on the model itself
+(with `block_level`, everything that is not a block: embedders, token refiner, output layers; on the
+device for the whole forward) plus the largest other group times the groups in flight (the one computing
+and the one being prefetched; one more with `record_stream`, whose freed blocks are reused only once the
+compute stream has caught up). The activation allowance is a deliberately generous rule of thumb.
 """
 
 from __future__ import annotations
@@ -14,26 +17,22 @@ from .decode import check_latents
 from .encode import MAX_SEQUENCE_LENGTH
 from .loaded_pipeline import LoadedPipeline
 from .offload import OffloadMode, offload_hooks
+from .offload_probe import group_bytes
 from .sampling import SamplingSettings, latent_shape
 
 ACTIVATION_COPIES = 16  # hidden-state-sized tensors alive at once in a block (MLP expansion, QKV, residuals)
 
 
-def _tensor_bytes(tensors) -> int:
-    return sum(t.numel() * t.element_size() for t in tensors)
-
-
-def _group_bytes(group) -> int:
-    tensors = [t for m in group.modules for t in (*m.parameters(), *m.buffers())]
-    return _tensor_bytes([*tensors, *group.parameters, *group.buffers])
-
-
 def transformer_device_bytes(model: LoadedPipeline) -> int:
     transformer = model.modules["transformer"]
-    if model.offload_plan.configs["transformer"].mode == OffloadMode.NONE:
-        return _tensor_bytes([*transformer.parameters(), *transformer.buffers()])
-    groups = {id(hook.group): hook.group for hook in offload_hooks(transformer)}.values()
-    return 2 * max((_group_bytes(group) for group in groups), default=0)
+    config = model.offload_plan.configs["transformer"]
+    if config.mode == OffloadMode.NONE:
+        return sum(t.numel() * t.element_size() for t in (*transformer.parameters(), *transformer.buffers()))
+    groups = {id(hook.group): hook.group for hook in offload_hooks(transformer)}
+    resident = {id(hook.group) for hook in offload_hooks(transformer, recurse=False)}
+    in_flight = 3 if config.record_stream else 2
+    largest_moving = max((group_bytes(group) for key, group in groups.items() if key not in resident), default=0)
+    return sum(group_bytes(groups[key]) for key in resident) + in_flight * largest_moving
 
 
 def sampling_device_bytes(model: LoadedPipeline, settings: SamplingSettings, videos: int,

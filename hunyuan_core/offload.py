@@ -124,10 +124,10 @@ class OffloadPlan:
         self.onload_device  # noqa: B018 - raises when the devices differ
 
 
-def offload_hooks(module: torch.nn.Module) -> list:
-    """Every diffusers group-offloading hook on `module` and its submodules."""
+def offload_hooks(module: torch.nn.Module, recurse: bool = True) -> list:
+    """Every diffusers group-offloading hook on `module` and (with `recurse`) its submodules."""
     hooks = []
-    for submodule in module.modules():
+    for submodule in module.modules() if recurse else (module,):
         registry = getattr(submodule, "_diffusers_hook", None)
         hook = registry.get_hook("group_offloading") if registry is not None else None
         if hook is not None:
@@ -246,6 +246,7 @@ def apply_component_offload(name: str, module: torch.nn.Module, config: OffloadC
         disk_path = tempfile.mkdtemp(prefix=f"{DISK_FOLDER_PREFIX}{name}-pid{os.getpid()}-", dir=parent)
     block_modules = spec.component(name).offload_block_modules
     try:
+        set_pinned(module, pins_weights(config))
         apply_group_offloading(
             module,
             onload_device=torch.device(config.onload_device),
@@ -272,6 +273,25 @@ def apply_component_offload(name: str, module: torch.nn.Module, config: OffloadC
         raise
     drop_duplicate_group_tensors(offload_hooks(module))
     return disk_path
+
+
+def pins_weights(config: OffloadConfig) -> bool:
+    """Whether diffusers keeps a pinned host copy of every weight for this configuration."""
+    return config.use_stream and not config.low_cpu_mem_usage and config.disk_folder is None
+
+
+@torch.no_grad()
+def set_pinned(module: torch.nn.Module, pinned: bool) -> None:
+    """Moves `module`'s host tensors into (or out of) pinned memory in place, one tensor at a time.
+
+    diffusers makes its pinned copies of all groups before swapping any weight over, so host RAM briefly
+    holds the weights twice (diffusers #10847); weights already pinned are used as they are, so pinning in
+    place first keeps the peak at one copy. Out of it: weights a streamed configuration left pinned would
+    otherwise stay pinned under `low_cpu_mem_usage` or without streams, defeating their purpose.
+    """
+    for tensor in (*module.parameters(), *module.buffers()):
+        if tensor.device.type == "cpu" and tensor.is_pinned() != pinned:
+            tensor.data = tensor.data.pin_memory() if pinned else tensor.data.clone()
 
 
 def module_gigabytes(module: torch.nn.Module) -> float:

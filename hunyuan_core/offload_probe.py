@@ -2,7 +2,10 @@
 
 Hooks that are present are not hooks that run: the HunyuanVideo VAE's `decode()` bypasses `forward()`,
 so a plainly hooked VAE never onloads anything. `count_onloads` counts, per component, how often its
-offloaded groups were really moved onto the compute device while the body of the `with` ran.
+offloaded groups were really moved onto the compute device while the body of the `with` ran;
+`peak_onloaded_bytes` measures, from the same events, the most weight bytes each component had on the
+compute device at once (on any device, a CPU included: it counts what the hooks moved, not what an
+allocator reports).
 """
 
 from __future__ import annotations
@@ -20,26 +23,67 @@ def hook_counts(components: Mapping[str, torch.nn.Module]) -> dict[str, int]:
     return {name: len(offload_hooks(module)) for name, module in components.items()}
 
 
+def group_bytes(group) -> int:
+    """Bytes of the weights a diffusers `ModuleGroup` moves."""
+    tensors = {id(t): t for m in group.modules for t in (*m.parameters(), *m.buffers())}
+    tensors.update((id(t), t) for t in (*group.parameters, *group.buffers))
+    return sum(t.numel() * t.element_size() for t in tensors.values())
+
+
+@contextmanager
+def _wrapped_groups(components: Mapping[str, torch.nn.Module], wrap) -> Iterator[None]:
+    """Replaces each group's `onload_`/`offload_` by `wrap(name, group, method_name, method)` for the body."""
+    wrapped = []
+    for name, module in components.items():
+        for group in {id(hook.group): hook.group for hook in offload_hooks(module)}.values():
+            for method in ("onload_", "offload_"):
+                setattr(group, method, wrap(name, group, method, getattr(group, method)))
+            wrapped.append(group)
+    try:
+        yield
+    finally:
+        for group in wrapped:
+            del group.onload_, group.offload_  # drops the instance attributes; the class methods show through
+
+
 @contextmanager
 def count_onloads(components: Mapping[str, torch.nn.Module]) -> Iterator[dict[str, int]]:
     """Yields a dict of onload counts per component, filled in while the `with` body runs."""
     counts = {name: 0 for name in components}
-    wrapped = []
-    for name, module in components.items():
-        groups = {id(hook.group): hook.group for hook in offload_hooks(module)}
-        for group in groups.values():
-            group.onload_ = _counting(group.onload_, counts, name)
-            wrapped.append(group)
-    try:
+
+    def wrap(name, _group, method_name, method):
+        def counted():
+            counts[name] += method_name == "onload_"
+            return method()
+
+        return counted
+
+    with _wrapped_groups(components, wrap):
         yield counts
-    finally:
-        for group in wrapped:
-            del group.onload_  # drops the instance attribute; the class method shows through again
 
 
-def _counting(onload, counts: dict[str, int], name: str):
-    def onload_and_count():
-        counts[name] += 1
-        return onload()
+@contextmanager
+def peak_onloaded_bytes(components: Mapping[str, torch.nn.Module]) -> Iterator[dict[str, int]]:
+    """Yields a dict of the peak weight bytes each component had onloaded at once while the body ran."""
+    peaks = {name: 0 for name in components}
+    current = dict(peaks)
+    onloaded: set[int] = set()
 
-    return onload_and_count
+    def wrap(name, group, method_name, method):
+        size = group_bytes(group)
+
+        def tracked():
+            result = method()
+            if method_name == "onload_" and id(group) not in onloaded:
+                onloaded.add(id(group))
+                current[name] += size
+                peaks[name] = max(peaks[name], current[name])
+            elif method_name == "offload_" and id(group) in onloaded:
+                onloaded.discard(id(group))
+                current[name] -= size
+            return result
+
+        return tracked
+
+    with _wrapped_groups(components, wrap):
+        yield peaks

@@ -88,6 +88,7 @@ def test_only_the_transformer_offloaded_still_runs(small_model_dir, resident):
 
 
 def test_release_returns_the_vram(small_model_dir):
+    torch.ones(64, 64, device="cuda") @ torch.ones(64, 64, device="cuda")  # cuBLAS workspace, kept for good
     torch.cuda.synchronize()
     before = torch.cuda.memory_allocated()
     model = load_pipeline(small_model_dir, offload=OffloadPlan.uniform(OffloadConfig(onload_device="cuda"), COMPONENTS))
@@ -118,3 +119,23 @@ def test_failure_mid_forward_leaves_nothing_on_the_gpu(small_model_dir, resident
     finally:
         model.release()
     torch.testing.assert_close(latents, resident[0], rtol=2e-2, atol=2e-2)
+
+
+def test_weights_are_pinned_only_while_a_configuration_needs_it(small_model_dir):
+    """Streams pin the weights in place (no second host copy); a later configuration without pinned
+    copies must give that page-locked RAM back instead of keeping it."""
+    from hunyuan_core.presets import preset_plan
+
+    model = load_pipeline(small_model_dir, offload=preset_plan("balanced", COMPONENTS, "cuda"))
+    try:
+        def pinned():
+            return {name: {p.is_pinned() for p in module.parameters() if p.device.type == "cpu"}
+                    for name, module in model.modules.items()}
+
+        assert pinned() == {name: {True} for name in COMPONENTS}
+        model.configure_offload(preset_plan("low_system_ram", COMPONENTS, "cuda"))
+        assert pinned() == {name: {False} for name in COMPONENTS}
+        latents, _ = generate(model, PROMPTS[:1], SETTINGS)
+        assert torch.isfinite(latents).all()
+    finally:
+        model.release()

@@ -10,7 +10,8 @@ from helpers import generate
 
 from hunyuan_core.errors import UserInputError
 from hunyuan_core.offload import OffloadConfig, OffloadMode, OffloadPlan, offload_hooks, remove_offload
-from hunyuan_core.offload_probe import count_onloads, hook_counts
+from hunyuan_core.memory_estimate import transformer_device_bytes
+from hunyuan_core.offload_probe import count_onloads, hook_counts, peak_onloaded_bytes
 
 COMPONENTS = ("transformer", "text_encoder", "text_encoder_2", "vae")
 
@@ -232,3 +233,24 @@ def test_mixed_onload_devices_are_refused(model):
         "All components must compute on one device, but the offload settings name ['cpu', 'meta']. "
         "Use the same onload device for every component."
     )
+
+
+def tensor_bytes(module):
+    return sum(t.numel() * t.element_size() for t in (*module.parameters(), *module.buffers()))
+
+
+@pytest.mark.parametrize("name", ["block_level", "leaf_level"])
+def test_the_vram_estimate_covers_the_weights_the_hooks_really_onload(model, name):
+    model.configure_offload(uniform(model, CPU_CONFIGS[name]))
+    with peak_onloaded_bytes(model.modules) as peaks:
+        generate(model, PROMPTS, TINY_SETTINGS)
+    estimate = transformer_device_bytes(model)
+    transformer = model.modules["transformer"]
+    assert 0 < peaks["transformer"] <= estimate < tensor_bytes(transformer)
+    assert all(0 < peaks[c] < tensor_bytes(model.modules[c]) for c in COMPONENTS), peaks
+    if name == "block_level":
+        blocks = [*transformer.transformer_blocks, *transformer.single_transformer_blocks]
+        outside_blocks = tensor_bytes(transformer) - sum(map(tensor_bytes, blocks))
+        largest = max(map(tensor_bytes, blocks))
+        assert peaks["transformer"] == outside_blocks + largest, "on a CPU: what is not a block, plus one block"
+        assert estimate == outside_blocks + 2 * largest, "on a GPU one more block is in flight"
