@@ -4,9 +4,10 @@
 
 Builds a random HunyuanVideo at the chosen scale (speed and memory do not depend on weight values), then
 for each mode in one process: median time per denoising step after warm-up, peak accelerator memory,
-peak host RSS and the whole run's time (encode, sample and, unless --skip-decode, decode), with ratios
-against no offloading. Prints
-a table and writes JSON. On a CPU only the ratios mean something (nothing moves between devices there).
+the most transformer weight bytes the hooks had onloaded at once (measured from the hooks' own events, so
+also on a CPU), peak host RSS (applying the mode included) and the times to apply the mode and to run
+(encode, sample and, unless --skip-decode, decode), with ratios against no offloading. Prints a table and
+writes JSON after every mode. On a CPU the times are only ratios (nothing moves between devices there).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from hunyuan_core.decode import decode
 from hunyuan_core.encode import encode_prompts
 from hunyuan_core.loader import prepare_pipeline
 from hunyuan_core.model_spec import HUNYUAN_VIDEO_T2V
+from hunyuan_core.offload_probe import peak_onloaded_bytes
 from hunyuan_core.presets import preset_plan
 from hunyuan_core.random_model import RANDOM_MODEL_PROMPT_TEMPLATE, SCALES, build_random_pipeline
 from hunyuan_core.sampling import SamplingSettings, initial_noise, latent_shape, sample
@@ -58,9 +60,20 @@ MODES = [
 ]
 
 
-def run_ours(model, mode: Mode, settings: SamplingSettings, device, disk_folder: str, with_decode: bool) -> StepClock:
-    model.configure_offload(preset_plan(mode.preset, HUNYUAN_VIDEO_T2V.module_names, str(device),
-                                        disk_folder=disk_folder))
+def prepare(model, mode: Mode, device, disk_folder: str) -> None:
+    """Puts the mode's offloading in place (outside the measured run: moving and pinning are load time)."""
+    if mode.preset is not None:
+        model.configure_offload(preset_plan(mode.preset, HUNYUAN_VIDEO_T2V.module_names, str(device),
+                                            disk_folder=disk_folder))
+        return
+    model.detach_offload()
+    if mode.diffusers == "model":
+        model.pipe.enable_model_cpu_offload(device=device)
+    else:
+        model.pipe.enable_sequential_cpu_offload(device=device)
+
+
+def run_ours(model, mode: Mode, settings: SamplingSettings, device, with_decode: bool) -> StepClock:
     conditioning = encode_prompts(model, [PROMPT], negative_prompts=NEGATIVE if mode.true_cfg else None)
     clock = StepClock(device)
     run_settings = replace(settings, true_cfg_scale=CFG_SCALE if mode.true_cfg else 1.0,
@@ -71,13 +84,8 @@ def run_ours(model, mode: Mode, settings: SamplingSettings, device, disk_folder:
     return clock
 
 
-def run_diffusers(model, mode: Mode, settings: SamplingSettings, device, with_decode: bool) -> StepClock:
-    model.detach_offload()
+def run_diffusers(model, settings: SamplingSettings, device, with_decode: bool) -> StepClock:
     pipe = model.pipe
-    if mode.diffusers == "model":
-        pipe.enable_model_cpu_offload(device=device)
-    else:
-        pipe.enable_sequential_cpu_offload(device=device)
     clock = StepClock(device)
 
     def on_step_end(pipeline, step, timestep, tensors):
@@ -94,33 +102,45 @@ def run_diffusers(model, mode: Mode, settings: SamplingSettings, device, with_de
 
 
 def measure(model, mode: Mode, settings, device, warmup: int, disk_folder: str, with_decode: bool) -> dict:
-    started = time.perf_counter()
-    with PeakRss() as rss, PeakDeviceMemory(device) as vram:
-        if mode.preset is not None:
-            clock = run_ours(model, mode, settings, device, disk_folder, with_decode)
-        else:
-            clock = run_diffusers(model, mode, settings, device, with_decode)
-        synchronize(device)
+    """Host RSS covers applying the mode (pinned copies count); VRAM, weights and time cover the run."""
+    with PeakRss() as rss:
+        started = time.perf_counter()
+        prepare(model, mode, device, disk_folder)
+        prepared = time.perf_counter()
+        with PeakDeviceMemory(device) as vram, peak_onloaded_bytes(model.modules) as onloaded:
+            if mode.preset is not None:
+                clock = run_ours(model, mode, settings, device, with_decode)
+            else:
+                clock = run_diffusers(model, settings, device, with_decode)
+            synchronize(device)
+    transformer = model.modules["transformer"]
+    weights = None if mode.preset is None else onloaded["transformer"]
+    if mode.preset == "none":
+        weights = sum(t.numel() * t.element_size() for t in (*transformer.parameters(), *transformer.buffers()))
     return {
         "mode": mode.name,
         "step_s": clock.median_step(warmup),
         "peak_vram_gb": None if vram.peak is None else vram.peak / 2**30,
+        "transformer_weights_on_device_mb": None if weights is None else weights / 2**20,
         "peak_rss_gb": rss.peak / 2**30,
-        "total_s": time.perf_counter() - started,
+        "setup_s": prepared - started,
+        "run_s": time.perf_counter() - prepared,
     }
 
 
 def table(results: list[dict]) -> str:
     base = next((r["step_s"] for r in results if r["mode"] == "none" and "error" not in r), None)
-    lines = ["| mode | s/step (median) | vs none | peak VRAM GB | peak RSS GB | whole run s |", "|---|---|---|---|---|---|"]
+    lines = ["| mode | s/step (median) | vs none | peak VRAM GB | transformer weights on device MB | peak RSS GB "
+             "| setup s | run s |", "|---|---|---|---|---|---|---|---|"]
     for r in results:
         if "error" in r:
-            lines.append(f"| {r['mode']} | n/a: {r['error']} | | | | |")
+            lines.append(f"| {r['mode']} | n/a: {r['error']} | | | | | | |")
             continue
         vram = "-" if r["peak_vram_gb"] is None else f"{r['peak_vram_gb']:.2f}"
+        weights = "-" if r["transformer_weights_on_device_mb"] is None else f"{r['transformer_weights_on_device_mb']:.1f}"
         ratio = "-" if base is None else f"{r['step_s'] / base:.2f}x"
-        lines.append(f"| {r['mode']} | {r['step_s']:.4f} | {ratio} | {vram} | "
-                     f"{r['peak_rss_gb']:.2f} | {r['total_s']:.1f} |")
+        lines.append(f"| {r['mode']} | {r['step_s']:.4f} | {ratio} | {vram} | {weights} | "
+                     f"{r['peak_rss_gb']:.2f} | {r['setup_s']:.1f} | {r['run_s']:.1f} |")
     by_name = {r["mode"]: r for r in results if "error" not in r}
     for preset in ("none", "lowest_vram"):
         two, one = by_name.get(f"cfg two-pass, {preset}"), by_name.get(f"cfg batched, {preset}")
@@ -164,10 +184,10 @@ def main(argv: list[str] | None = None) -> None:
             except Exception as error:  # a mode that fails here is recorded, not fatal
                 results.append({"mode": mode.name, "error": f"{type(error).__name__}: {str(error).splitlines()[0][:100]}"})
             print(f"  {results[-1]}", flush=True)
-
-    record = {"environment": environment(device), "scale": args.scale, "settings": vars(args), "results": results}
-    with open(args.json, "w") as out:
-        json.dump(record, out, indent=2)
+            record = {"environment": environment(device), "scale": args.scale, "settings": vars(args),
+                      "results": results}
+            with open(args.json, "w") as out:  # after every mode: a run cut short keeps what it measured
+                json.dump(record, out, indent=2)
     print(json.dumps(record["environment"], indent=2))
     print(table(results))
 
