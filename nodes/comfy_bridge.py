@@ -27,9 +27,10 @@ def compute_device() -> str:
 
 
 def offload_device() -> str:
-    import comfy.model_management
-
-    return str(comfy.model_management.unet_offload_device())
+    """System RAM, always. ComfyUI's `unet_offload_device()` is the GPU under --highvram/--gpu-only, which
+    would load each component whole onto the GPU before "offloading" it there; the `none` preset is the
+    way to keep everything on the GPU."""
+    return "cpu"
 
 
 def _search_paths() -> list[Path]:

@@ -75,7 +75,7 @@ def install(diffusers_paths: list[str]) -> None:
     comfy = types.ModuleType("comfy")
     management = types.ModuleType("comfy.model_management")
     management.get_torch_device = lambda: "cpu"
-    management.unet_offload_device = lambda: "cpu"
+    management.unet_offload_device = lambda: "cuda:0"  # as under --highvram: the pack must not offload there
     management.InterruptProcessingException = InterruptProcessingException
     management.free_memory = Memory.free_memory
     management.unload_all_models = Memory.unload_all_models
