@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import shutil
+import weakref
 
 import pytest
 import torch
+from conftest import PROMPTS, TINY_SETTINGS
+from helpers import generate
 
 from hunyuan_core.errors import UserInputError
 from hunyuan_core.loader import load_pipeline, parse_dtype
+from hunyuan_core.presets import preset_plan
 from hunyuan_core.random_model import RANDOM_MODEL_PROMPT_TEMPLATE, build_random_pipeline
 
 
@@ -55,11 +59,19 @@ def test_requested_dtypes_per_component(tiny_model_dir):
         model.release()
 
 
-def test_release_drops_the_pipeline(tiny_model_dir):
-    model = load_pipeline(tiny_model_dir)
+COMPONENTS = ("transformer", "text_encoder", "text_encoder_2", "vae")
+
+
+@pytest.mark.parametrize("preset", ["none", "lowest_vram", "disk"])
+def test_release_drops_the_pipeline_and_frees_its_weights(tiny_model_dir, tmp_path, preset):
+    model = load_pipeline(tiny_model_dir, offload=preset_plan(preset, COMPONENTS, "cpu", disk_folder=str(tmp_path)))
+    generate(model, PROMPTS[:1], TINY_SETTINGS)
+    modules = [weakref.ref(module) for module in model.modules.values()]
     model.release()
     with pytest.raises(UserInputError, match="was released"):
         model.modules  # noqa: B018
+    assert [ref() for ref in modules] == [None] * len(modules), "hooked modules are garbage, not kept alive"
+    assert not any(tmp_path.iterdir()), "disk offload files are deleted"
 
 
 def check_error(folder, message):
