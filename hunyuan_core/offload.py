@@ -190,6 +190,7 @@ class AppliedOffload:
         The old hooks go first (their disk files are read back, then deleted, so a component is never on
         disk twice); if the new ones fail, the component is recorded as not offloaded, as it then is.
         """
+        _refuse_accelerate_hooks(name, module)
         remove_offload(module, config.offload_device)
         self.cleanup((name,))
         self.configs.pop(name, None)
@@ -228,11 +229,9 @@ def _process_exists(pid: int) -> bool:
 
 
 def apply_component_offload(name: str, module: torch.nn.Module, config: OffloadConfig, spec: PipelineSpec) -> str | None:
-    """Hooks one component; returns the disk folder it created, if any."""
+    """Hooks one component that has no offload hooks; returns the disk folder it created, if any."""
     from diffusers.hooks import apply_group_offloading
 
-    _refuse_accelerate_hooks(name, module)
-    remove_offload(module, config.offload_device)
     if config.mode == OffloadMode.NONE:
         module.to(config.onload_device)
         return None

@@ -31,19 +31,20 @@ def group_bytes(group) -> int:
 
 
 @contextmanager
-def _wrapped_groups(components: Mapping[str, torch.nn.Module], wrap) -> Iterator[None]:
-    """Replaces each group's `onload_`/`offload_` by `wrap(name, group, method_name, method)` for the body."""
+def _wrapped_groups(components: Mapping[str, torch.nn.Module], methods: tuple[str, ...], wrap) -> Iterator[None]:
+    """Replaces each group's `methods` by `wrap(name, group, method_name, method)` while the body runs."""
     wrapped = []
     for name, module in components.items():
         for group in {id(hook.group): hook.group for hook in offload_hooks(module)}.values():
-            for method in ("onload_", "offload_"):
+            for method in methods:
                 setattr(group, method, wrap(name, group, method, getattr(group, method)))
             wrapped.append(group)
     try:
         yield
     finally:
         for group in wrapped:
-            del group.onload_, group.offload_  # drops the instance attributes; the class methods show through
+            for method in methods:
+                delattr(group, method)  # drops the instance attribute; the class method shows through
 
 
 @contextmanager
@@ -51,14 +52,14 @@ def count_onloads(components: Mapping[str, torch.nn.Module]) -> Iterator[dict[st
     """Yields a dict of onload counts per component, filled in while the `with` body runs."""
     counts = {name: 0 for name in components}
 
-    def wrap(name, _group, method_name, method):
+    def wrap(name, _group, _method_name, onload):
         def counted():
-            counts[name] += method_name == "onload_"
-            return method()
+            counts[name] += 1
+            return onload()
 
         return counted
 
-    with _wrapped_groups(components, wrap):
+    with _wrapped_groups(components, ("onload_",), wrap):
         yield counts
 
 
@@ -85,5 +86,5 @@ def peak_onloaded_bytes(components: Mapping[str, torch.nn.Module]) -> Iterator[d
 
         return tracked
 
-    with _wrapped_groups(components, wrap):
+    with _wrapped_groups(components, ("onload_", "offload_"), wrap):
         yield peaks
