@@ -18,7 +18,10 @@ from pathlib import Path
 
 import torch
 
-from hunyuan_core.random_model import RANDOM_MODEL_PROMPT_TEMPLATE, save_random_model
+from hunyuan_core.testing.random_model import (
+    RANDOM_MODEL_PROMPT_TEMPLATE,
+    save_random_model,
+)
 
 from .measure import environment
 

@@ -20,14 +20,23 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from hunyuan_core.decode import decode
-from hunyuan_core.encode import encode_prompts
-from hunyuan_core.loader import prepare_pipeline
-from hunyuan_core.model_spec import HUNYUAN_VIDEO_T2V
-from hunyuan_core.offload_probe import peak_onloaded_bytes
-from hunyuan_core.presets import preset_plan
-from hunyuan_core.random_model import RANDOM_MODEL_PROMPT_TEMPLATE, SCALES, build_random_pipeline
-from hunyuan_core.sampling import SamplingSettings, initial_noise, latent_shape, sample
+from hunyuan_core.loading.loader import prepare_pipeline
+from hunyuan_core.offload.presets import preset_plan
+from hunyuan_core.offload.probe import peak_onloaded_bytes
+from hunyuan_core.runtime.decode import decode
+from hunyuan_core.runtime.encode import encode_prompts
+from hunyuan_core.runtime.sampling import (
+    SamplingSettings,
+    initial_noise,
+    latent_shape,
+    sample,
+)
+from hunyuan_core.spec import HUNYUAN_VIDEO_T2V
+from hunyuan_core.testing.random_model import (
+    RANDOM_MODEL_PROMPT_TEMPLATE,
+    SCALES,
+    build_random_pipeline,
+)
 
 from .measure import PeakDeviceMemory, PeakRss, StepClock, environment, synchronize
 

@@ -17,14 +17,14 @@ import time
 
 import torch
 
-from hunyuan_core.decode import decode
-from hunyuan_core.encode import encode_prompts
 from hunyuan_core.devices import default_device
-from hunyuan_core.loader import load_pipeline
-from hunyuan_core.model_spec import HUNYUAN_VIDEO_T2V
-from hunyuan_core.presets import PRESETS, default_preset, preset_plan
-from hunyuan_core.random_model import save_random_model
-from hunyuan_core.sampling import SamplingSettings, sample
+from hunyuan_core.loading.loader import load_pipeline
+from hunyuan_core.offload.presets import PRESETS, default_preset, preset_plan
+from hunyuan_core.runtime.decode import decode
+from hunyuan_core.runtime.encode import encode_prompts
+from hunyuan_core.runtime.sampling import SamplingSettings, sample
+from hunyuan_core.spec import HUNYUAN_VIDEO_T2V
+from hunyuan_core.testing.random_model import save_random_model
 
 from .measure import PeakDeviceMemory, PeakRss
 

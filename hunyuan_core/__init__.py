@@ -8,14 +8,14 @@ A plain library: nothing here imports ComfyUI. Typical use::
     frames = decode(model, latents)  # [videos, frames, H, W, 3], 0..1
 """
 
-from .decode import TilingSettings, decode
-from .encode import Conditioning, PromptEmbeddings, encode_prompts
 from .errors import UserInputError
-from .loaded_pipeline import LoadedPipeline
-from .loader import load_pipeline
-from .offload import OffloadConfig, OffloadMode, OffloadPlan
-from .offload_probe import count_onloads, hook_counts
-from .sampling import SamplingSettings, sample
+from .loading.loader import load_pipeline
+from .loading.model import LoadedPipeline
+from .offload.config import OffloadConfig, OffloadMode, OffloadPlan
+from .offload.probe import count_onloads, hook_counts
+from .runtime.decode import TilingSettings, decode
+from .runtime.encode import Conditioning, PromptEmbeddings, encode_prompts
+from .runtime.sampling import SamplingSettings, sample
 
 __all__ = [
     "Conditioning",

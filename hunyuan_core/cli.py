@@ -13,19 +13,19 @@ from contextlib import ExitStack
 from dataclasses import fields
 from pathlib import Path
 
-from .decode import TilingSettings, decode
-from .encode import encode_prompts
-from .errors import UserInputError
 from .devices import default_device
-from .loader import DTYPES, load_pipeline, parse_dtype
-from .model_spec import HUNYUAN_VIDEO_T2V
-from .offload import OffloadConfig, OffloadMode, OffloadPlan, describe
-from .offload_probe import count_onloads, hook_counts
-from .presets import PRESETS, default_preset, preset_plan
-from .sampling import SamplingSettings
-from .sampling import sample as sample_latents
-from .random_model import SCALES, save_random_model
-from .video_io import FORMATS, numbered_paths, save_video
+from .errors import UserInputError
+from .io.video_io import FORMATS, numbered_paths, save_video
+from .loading.loader import DTYPES, load_pipeline, parse_dtype
+from .offload.config import OffloadConfig, OffloadMode, OffloadPlan, describe
+from .offload.presets import PRESETS, default_preset, preset_plan
+from .offload.probe import count_onloads, hook_counts
+from .runtime.decode import TilingSettings, decode
+from .runtime.encode import encode_prompts
+from .runtime.sampling import SamplingSettings
+from .runtime.sampling import sample as sample_latents
+from .spec import HUNYUAN_VIDEO_T2V
+from .testing.random_model import SCALES, save_random_model
 
 TINY_DEFAULTS = {"width": 64, "height": 64, "frames": 9, "steps": 4}
 

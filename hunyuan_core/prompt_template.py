@@ -17,7 +17,9 @@ PROMPT_TEMPLATE_FILE = "prompt_template.json"
 
 
 def default_prompt_template() -> dict:
-    from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video import DEFAULT_PROMPT_TEMPLATE
+    from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video import (
+        DEFAULT_PROMPT_TEMPLATE,
+    )
 
     return dict(DEFAULT_PROMPT_TEMPLATE)
 

@@ -12,9 +12,9 @@ import os
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from ..hunyuan_core.errors import UserInputError
-from ..hunyuan_core.model_spec import SUPPORTED_PIPELINES
-from ..hunyuan_core.pipeline_cache import PipelineCache
+from ..hunyuan_core.loading.cache import PipelineCache
 from ..hunyuan_core.progress import StepCallback
+from ..hunyuan_core.spec import SUPPORTED_PIPELINES
 
 PIPELINES = PipelineCache()
 """The one HunyuanVideo pipeline this ComfyUI process holds."""

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..hunyuan_core.encode import encode_prompts
-from ..hunyuan_core.prompt_batch import BATCH_MODES, split_prompts
+from ..hunyuan_core.io.prompt_batch import BATCH_MODES, split_prompts
+from ..hunyuan_core.runtime.encode import encode_prompts
 from . import comfy_bridge, comfy_types
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..hunyuan_core.loader import parse_dtype
-from ..hunyuan_core.model_spec import HUNYUAN_VIDEO_T2V
-from ..hunyuan_core.presets import default_preset, preset_plan
+from ..hunyuan_core.loading.loader import parse_dtype
+from ..hunyuan_core.offload.presets import default_preset, preset_plan
+from ..hunyuan_core.spec import HUNYUAN_VIDEO_T2V
 from . import comfy_bridge, comfy_types
 
 AUTO = "auto"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..hunyuan_core.model_spec import HUNYUAN_VIDEO_T2V
-from ..hunyuan_core.offload import OffloadConfig, OffloadMode, extend_plan
+from ..hunyuan_core.offload.config import OffloadConfig, OffloadMode, extend_plan
+from ..hunyuan_core.spec import HUNYUAN_VIDEO_T2V
 from . import comfy_bridge, comfy_types
 
 TARGETS = {

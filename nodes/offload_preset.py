@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..hunyuan_core.model_spec import HUNYUAN_VIDEO_T2V
-from ..hunyuan_core.offload import extend_plan
-from ..hunyuan_core.presets import PRESETS, preset_config
+from ..hunyuan_core.offload.config import extend_plan
+from ..hunyuan_core.offload.presets import PRESETS, preset_config
+from ..hunyuan_core.spec import HUNYUAN_VIDEO_T2V
 from . import comfy_bridge, comfy_types
 from .offload import TARGETS, OffloadSettingsNode
 

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from ..hunyuan_core.errors import UserInputError
-from ..hunyuan_core.memory_estimate import sampling_device_bytes
-from ..hunyuan_core.sampling import MAX_SEED, SamplingSettings, check_video_size, sample
+from ..hunyuan_core.runtime.memory_estimate import sampling_device_bytes
+from ..hunyuan_core.runtime.sampling import (
+    MAX_SEED,
+    SamplingSettings,
+    check_video_size,
+    sample,
+)
 from . import comfy_bridge, comfy_types
 
 DEFAULTS = SamplingSettings()

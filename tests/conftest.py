@@ -7,13 +7,12 @@ import shutil
 
 import comfy_stubs
 import pytest
-
 from helpers import generate
 
-from hunyuan_core.encode import encode_prompts
-from hunyuan_core.loader import load_pipeline
-from hunyuan_core.sampling import SamplingSettings
-from hunyuan_core.random_model import save_random_model
+from hunyuan_core.loading.loader import load_pipeline
+from hunyuan_core.runtime.encode import encode_prompts
+from hunyuan_core.runtime.sampling import SamplingSettings
+from hunyuan_core.testing.random_model import save_random_model
 
 TINY_SETTINGS = SamplingSettings(width=16, height=16, frames=9, steps=2, seed=7)
 PROMPTS = ["a cat walks", "a red dog runs across the snowy field at night"]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from hunyuan_core.decode import decode
-from hunyuan_core.encode import encode_prompts
-from hunyuan_core.sampling import sample
+from hunyuan_core.runtime.decode import decode
+from hunyuan_core.runtime.encode import encode_prompts
+from hunyuan_core.runtime.sampling import sample
 
 
 def generate(model, prompts, settings, negative_prompts=None):

@@ -9,7 +9,7 @@ from diffusers.models.transformers.transformer_hunyuan_video import (
     HunyuanVideoTransformerBlock,
 )
 
-from hunyuan_core.attention_mask import (
+from hunyuan_core.runtime.attention_mask import (
     BatchSafeHunyuanVideoAttnProcessor,
     install_batch_safe_attention,
     normalize_key_padding_mask,

@@ -6,9 +6,9 @@ import pytest
 import torch
 from conftest import TINY_SETTINGS
 
-from hunyuan_core.decode import TilingSettings, decode
 from hunyuan_core.errors import UserInputError
-from hunyuan_core.sampling import sample
+from hunyuan_core.runtime.decode import TilingSettings, decode
+from hunyuan_core.runtime.sampling import sample
 
 
 @pytest.fixture(scope="module")

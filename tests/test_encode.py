@@ -6,8 +6,8 @@ import pytest
 import torch
 from conftest import PROMPTS
 
-from hunyuan_core.encode import encode_prompts
 from hunyuan_core.errors import UserInputError
+from hunyuan_core.runtime.encode import encode_prompts
 
 
 def test_shapes_and_masks(shared_model, conditioning):

@@ -10,11 +10,11 @@ import pytest
 import torch
 from helpers import generate
 
-from hunyuan_core.loader import load_pipeline
-from hunyuan_core.offload import OffloadConfig, OffloadPlan
-from hunyuan_core.offload_probe import count_onloads, hook_counts
-from hunyuan_core.random_model import save_random_model
-from hunyuan_core.sampling import SamplingSettings
+from hunyuan_core.loading.loader import load_pipeline
+from hunyuan_core.offload.config import OffloadConfig, OffloadPlan
+from hunyuan_core.offload.probe import count_onloads, hook_counts
+from hunyuan_core.runtime.sampling import SamplingSettings
+from hunyuan_core.testing.random_model import save_random_model
 
 pytestmark = [
     pytest.mark.gpu,
@@ -124,7 +124,7 @@ def test_failure_mid_forward_leaves_nothing_on_the_gpu(small_model_dir, resident
 def test_weights_are_pinned_only_while_a_configuration_needs_it(small_model_dir):
     """Streams pin the weights in place (no second host copy); a later configuration without pinned
     copies must give that page-locked RAM back instead of keeping it."""
-    from hunyuan_core.presets import preset_plan
+    from hunyuan_core.offload.presets import preset_plan
 
     model = load_pipeline(small_model_dir, offload=preset_plan("balanced", COMPONENTS, "cuda"))
     try:

@@ -12,9 +12,12 @@ from conftest import PROMPTS, TINY_SETTINGS
 from helpers import generate
 
 from hunyuan_core.errors import UserInputError
-from hunyuan_core.loader import load_pipeline, parse_dtype
-from hunyuan_core.presets import preset_plan
-from hunyuan_core.random_model import RANDOM_MODEL_PROMPT_TEMPLATE, build_random_pipeline
+from hunyuan_core.loading.loader import load_pipeline, parse_dtype
+from hunyuan_core.offload.presets import preset_plan
+from hunyuan_core.testing.random_model import (
+    RANDOM_MODEL_PROMPT_TEMPLATE,
+    build_random_pipeline,
+)
 
 
 @pytest.fixture

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import importlib
 import inspect
+
 import comfy_stubs
 import pytest
 import torch
-from conftest import TINY_SETTINGS
+from conftest import MODEL_NAME, TINY_SETTINGS
 
-from hunyuan_core.decode import decode
-from hunyuan_core.encode import encode_prompts
-from hunyuan_core.sampling import sample
-
-from conftest import MODEL_NAME
+from hunyuan_core.runtime.decode import decode
+from hunyuan_core.runtime.encode import encode_prompts
+from hunyuan_core.runtime.sampling import sample
 
 
 @pytest.fixture
@@ -75,7 +74,7 @@ def test_the_whole_chain_matches_the_core(pack, nodes, tiny_model_dir):
     assert len(videos) == 2 and torch.equal(torch.cat(videos), frames)
     assert pack.NODE_CLASS_MAPPINGS["HunyuanDiffusersDecode"].OUTPUT_IS_LIST == (False, True)
 
-    from hunyuan_core.loader import load_pipeline
+    from hunyuan_core.loading.loader import load_pipeline
 
     core_model = load_pipeline(tiny_model_dir)
     try:
@@ -94,7 +93,7 @@ def test_default_offload_on_cpu_and_the_offload_node(nodes):
     plan = offload.configure("leaf_level", "text encoders", 1, False, False, False, False, "", base=plan)[0]
     reloaded = load(nodes, offload=plan)
     assert reloaded is model, "only the offload plan changed: the loaded weights are reused"
-    hooks = pack_module("hunyuan_core.offload_probe").hook_counts(model.modules)
+    hooks = pack_module("hunyuan_core.offload.probe").hook_counts(model.modules)
     assert all(hooks.values()), hooks
     modes = {name: c.mode.value for name, c in model.offload_plan.configs.items()}
     assert modes == {"transformer": "block_level", "text_encoder": "leaf_level",

@@ -9,9 +9,10 @@ from diffusers.hooks import apply_group_offloading
 from helpers import generate
 
 from hunyuan_core.errors import UserInputError
-from hunyuan_core.offload import OffloadConfig, OffloadMode, OffloadPlan, offload_hooks, remove_offload
-from hunyuan_core.memory_estimate import transformer_device_bytes
-from hunyuan_core.offload_probe import count_onloads, hook_counts, peak_onloaded_bytes
+from hunyuan_core.offload.config import OffloadConfig, OffloadMode, OffloadPlan
+from hunyuan_core.offload.hooks import offload_hooks, remove_offload
+from hunyuan_core.offload.probe import count_onloads, hook_counts, peak_onloaded_bytes
+from hunyuan_core.runtime.memory_estimate import transformer_device_bytes
 
 COMPONENTS = ("transformer", "text_encoder", "text_encoder_2", "vae")
 
@@ -115,7 +116,7 @@ def test_disk_offload_is_bitwise_equal_and_restores_weights(model, reference, tm
 
 
 def test_two_models_offloaded_to_one_folder_do_not_share_files(tiny_model_dir, tmp_path):
-    from hunyuan_core.loader import load_pipeline
+    from hunyuan_core.loading.loader import load_pipeline
 
     first = load_pipeline(tiny_model_dir)
     second = load_pipeline(tiny_model_dir)

@@ -8,9 +8,14 @@ from conftest import PROMPTS, TINY_SETTINGS
 from helpers import generate
 
 from hunyuan_core.errors import UserInputError
-from hunyuan_core.offload import OffloadMode
-from hunyuan_core.offload_probe import count_onloads
-from hunyuan_core.presets import PRESETS, default_preset, preset_config, preset_plan
+from hunyuan_core.offload.config import OffloadMode
+from hunyuan_core.offload.presets import (
+    PRESETS,
+    default_preset,
+    preset_config,
+    preset_plan,
+)
+from hunyuan_core.offload.probe import count_onloads
 
 COMPONENTS = ("transformer", "text_encoder", "text_encoder_2", "vae")
 

@@ -16,11 +16,11 @@ import torch
 from conftest import MODEL_NAME, PROMPTS, TINY_SETTINGS
 from helpers import generate
 
-from hunyuan_core import offload
+from hunyuan_core.offload import hooks as offload
 from hunyuan_core.errors import OutOfMemoryError, UserInputError
-from hunyuan_core.offload import offload_hooks
-from hunyuan_core.offload_probe import hook_counts
-from hunyuan_core.presets import preset_plan
+from hunyuan_core.offload.hooks import offload_hooks
+from hunyuan_core.offload.presets import preset_plan
+from hunyuan_core.offload.probe import hook_counts
 
 COMPONENTS = ("transformer", "text_encoder", "text_encoder_2", "vae")
 REPO = Path(__file__).resolve().parents[1]
@@ -133,7 +133,7 @@ def test_rehooking_deletes_the_old_offload_files_before_writing_new_ones(model, 
 def test_a_model_that_cannot_be_rehooked_after_a_failure_is_released(pack, monkeypatch):
     nodes = {name: cls() for name, cls in pack.NODE_CLASS_MAPPINGS.items()}
     bridge = importlib.import_module(f"{comfy_stubs.PACK_NAME}.nodes.comfy_bridge")
-    core_offload = importlib.import_module(f"{comfy_stubs.PACK_NAME}.hunyuan_core.offload")
+    core_offload = importlib.import_module(f"{comfy_stubs.PACK_NAME}.hunyuan_core.offload.hooks")
     loader_inputs = (MODEL_NAME, "auto", "auto", "auto")
     offload_settings = nodes["HunyuanDiffusersOffloadPreset"].configure("lowest_vram", "all components", "")[0]
     model = nodes["HunyuanDiffusersLoader"].load(*loader_inputs, offload=offload_settings)[0]
@@ -163,7 +163,7 @@ def test_switching_presets_20_times_leaves_one_set_of_hooks_and_no_growth(model,
         model.configure_offload(preset_plan(presets[switch % len(presets)], COMPONENTS, "cpu", disk_folder=str(tmp_path)))
         sizes.append(rss())
     model.configure_offload(preset_plan("lowest_vram", COMPONENTS, "cpu"))
-    from hunyuan_core.loader import load_pipeline
+    from hunyuan_core.loading.loader import load_pipeline
 
     fresh = load_pipeline(tiny_model_dir, offload=preset_plan("lowest_vram", COMPONENTS, "cpu"))
     try:
@@ -231,7 +231,7 @@ def test_a_full_disk_is_explained_and_nothing_stays_applied(model, tmp_path, mon
 def test_corrupted_weights_are_explained(tiny_model_dir, tmp_path):
     import shutil
 
-    from hunyuan_core.loader import load_pipeline
+    from hunyuan_core.loading.loader import load_pipeline
 
     copy = shutil.copytree(tiny_model_dir, tmp_path / "model")
     weights = next((copy / "vae").glob("*.safetensors"))

@@ -8,9 +8,14 @@ import pytest
 import torch
 from conftest import PROMPTS, TINY_SETTINGS
 
-from hunyuan_core.encode import encode_prompts
 from hunyuan_core.errors import UserInputError
-from hunyuan_core.sampling import SamplingSettings, initial_noise, latent_shape, sample
+from hunyuan_core.runtime.encode import encode_prompts
+from hunyuan_core.runtime.sampling import (
+    SamplingSettings,
+    initial_noise,
+    latent_shape,
+    sample,
+)
 
 
 def diffusers_latents(model, conditioning, settings, true_cfg_scale=1.0):

@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from hunyuan_core.errors import UserInputError
-from hunyuan_core.video_io import numbered_paths, save_video
+from hunyuan_core.io.video_io import numbered_paths, save_video
 
 FRAMES = torch.linspace(0, 1, 5 * 8 * 16 * 3).reshape(5, 8, 16, 3)
 

@@ -8,12 +8,18 @@ import pytest
 import torch
 from conftest import TINY_SETTINGS
 
-from hunyuan_core.decode import TilingSettings, decode
-from hunyuan_core.encode import encode_prompts
 from hunyuan_core.errors import UserInputError
-from hunyuan_core.sampling import SamplingSettings, _scheduler, _start_latents, initial_noise, sample
-from hunyuan_core.vae_tiles import decoder_calls, encoder_calls
-from hunyuan_core.video_encode import encode_video
+from hunyuan_core.runtime.decode import TilingSettings, decode
+from hunyuan_core.runtime.encode import encode_prompts
+from hunyuan_core.runtime.sampling import (
+    SamplingSettings,
+    _scheduler,
+    _start_latents,
+    initial_noise,
+    sample,
+)
+from hunyuan_core.runtime.vae_tiles import decoder_calls, encoder_calls
+from hunyuan_core.runtime.video_encode import encode_video
 
 
 @pytest.fixture(scope="module")

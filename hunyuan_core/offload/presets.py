@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from .errors import UserInputError
-from .offload import OffloadConfig, OffloadMode, OffloadPlan, device_has_streams
+from ..errors import UserInputError
+from .config import OffloadConfig, OffloadMode, OffloadPlan, device_has_streams
 
 
 @dataclass(frozen=True)

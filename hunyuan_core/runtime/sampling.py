@@ -17,11 +17,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from .encode import Conditioning, PromptEmbeddings
-from .errors import UserInputError
-from .loaded_pipeline import LoadedPipeline
+from ..errors import UserInputError
+from ..loading.model import LoadedPipeline
+from ..progress import StepCallback, step_progress
 from .decode import check_latents
-from .progress import StepCallback, step_progress
+from .encode import Conditioning, PromptEmbeddings
 from .recovery import recovering
 
 MAX_SEED = 2**64 - 1

@@ -14,9 +14,9 @@ from typing import Iterator, Sequence
 
 import torch
 
-from .devices import free_cached_memory
-from .errors import OutOfMemoryError
-from .loaded_pipeline import LoadedPipeline
+from ..devices import free_cached_memory
+from ..errors import OutOfMemoryError
+from ..loading.model import LoadedPipeline
 
 
 @contextmanager

@@ -13,9 +13,9 @@ from typing import Callable, Sequence
 
 import torch
 
-from .errors import UserInputError
-from .loaded_pipeline import LoadedPipeline
-from .progress import StepCallback, step_progress
+from ..errors import UserInputError
+from ..loading.model import LoadedPipeline
+from ..progress import StepCallback, step_progress
 from .recovery import recovering
 
 MAX_SEQUENCE_LENGTH = 256

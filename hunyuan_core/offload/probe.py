@@ -15,7 +15,7 @@ from typing import Iterator, Mapping
 
 import torch
 
-from .offload import offload_hooks
+from .hooks import offload_hooks
 
 
 def hook_counts(components: Mapping[str, torch.nn.Module]) -> dict[str, int]:

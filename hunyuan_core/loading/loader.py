@@ -15,14 +15,14 @@ from typing import Mapping
 
 import torch
 
-from .attention_mask import install_batch_safe_attention
-from .devices import default_device
-from .errors import UserInputError
-from .loaded_pipeline import LoadedPipeline
-from .model_spec import SUPPORTED_PIPELINES, ComponentSpec, PipelineSpec
-from .offload import OffloadConfig, OffloadPlan
-from .progress import StepCallback
-from .prompt_template import read_prompt_template
+from ..devices import default_device
+from ..errors import UserInputError
+from ..offload.config import OffloadConfig, OffloadPlan
+from ..progress import StepCallback
+from ..prompt_template import read_prompt_template
+from ..runtime.attention_mask import install_batch_safe_attention
+from ..spec import SUPPORTED_PIPELINES, ComponentSpec, PipelineSpec
+from .model import LoadedPipeline
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 

@@ -12,10 +12,10 @@ from typing import Mapping
 
 import torch
 
-from .loaded_pipeline import LoadedPipeline
+from ..offload.config import OffloadPlan
+from ..progress import StepCallback
 from .loader import load_pipeline
-from .offload import OffloadPlan
-from .progress import StepCallback
+from .model import LoadedPipeline
 
 
 def _key(folder: str | Path, dtypes: Mapping[str, torch.dtype] | None) -> tuple:

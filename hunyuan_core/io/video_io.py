@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from .errors import UserInputError
+from ..errors import UserInputError
 
 FORMATS = (".webp", ".gif", ".mp4")
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import UserInputError
+from ..loading.model import LoadedPipeline
+from ..progress import StepCallback, step_progress
 from .decode import VAE_ADVICE, TilingSettings
-from .errors import UserInputError
-from .loaded_pipeline import LoadedPipeline
-from .progress import StepCallback, step_progress
 from .recovery import recovering
 from .sampling import check_video_size
 from .vae_tiles import encoder_calls, report_calls

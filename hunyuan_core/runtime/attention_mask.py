@@ -9,7 +9,9 @@ the mask before diffusers' own processor sees it.
 from __future__ import annotations
 
 import torch
-from diffusers.models.transformers.transformer_hunyuan_video import HunyuanVideoAttnProcessor2_0
+from diffusers.models.transformers.transformer_hunyuan_video import (
+    HunyuanVideoAttnProcessor2_0,
+)
 
 
 def normalize_key_padding_mask(mask: torch.Tensor | None) -> torch.Tensor | None:

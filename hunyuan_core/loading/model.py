@@ -13,10 +13,11 @@ from typing import Sequence
 
 import torch
 
-from .devices import free_cached_memory
-from .errors import UserInputError
-from .model_spec import PipelineSpec
-from .offload import AppliedOffload, OffloadMode, OffloadPlan, remove_offload
+from ..devices import free_cached_memory
+from ..errors import UserInputError
+from ..offload.config import OffloadMode, OffloadPlan
+from ..offload.hooks import AppliedOffload, remove_offload
+from ..spec import PipelineSpec
 
 
 @dataclass(eq=False)

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import torch
 
+from ..loading.model import LoadedPipeline
+from ..offload.config import OffloadMode
+from ..offload.hooks import offload_hooks
+from ..offload.probe import group_bytes
 from .decode import check_latents
 from .encode import MAX_SEQUENCE_LENGTH
-from .loaded_pipeline import LoadedPipeline
-from .offload import OffloadMode, offload_hooks
-from .offload_probe import group_bytes
 from .sampling import SamplingSettings, latent_shape
 
 ACTIVATION_COPIES = 16  # hidden-state-sized tensors alive at once in a block (MLP expansion, QKV, residuals)

@@ -6,12 +6,11 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import UserInputError
-from .loaded_pipeline import LoadedPipeline
-from .progress import StepCallback, step_progress
+from ..errors import UserInputError
+from ..loading.model import LoadedPipeline
+from ..progress import StepCallback, step_progress
 from .recovery import recovering
 from .vae_tiles import decoder_calls, report_calls
-
 
 VAE_ADVICE = "Turn spatial tiling on, use a smaller tile_size or tile_frames, or the lowest_vram preset for the VAE."
 

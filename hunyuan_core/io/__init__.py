@@ -1,0 +1,1 @@
+"""Files and text in and out: video files, prompt lists."""
