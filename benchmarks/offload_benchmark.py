@@ -28,10 +28,9 @@ from hunyuan_core.runtime.encode import encode_prompts
 from hunyuan_core.runtime.sampling import (
     SamplingSettings,
     initial_noise,
-    latent_shape,
     sample,
 )
-from hunyuan_core.spec import HUNYUAN_VIDEO_T2V
+from hunyuan_core.families.hunyuan_video import HUNYUAN_VIDEO
 from hunyuan_core.testing.random_model import (
     RANDOM_MODEL_PROMPT_TEMPLATE,
     SCALES,
@@ -72,7 +71,7 @@ MODES = [
 def prepare(model, mode: Mode, device, disk_folder: str) -> None:
     """Puts the mode's offloading in place (outside the measured run: moving and pinning are load time)."""
     if mode.preset is not None:
-        model.configure_offload(preset_plan(mode.preset, HUNYUAN_VIDEO_T2V.module_names, str(device),
+        model.configure_offload(preset_plan(mode.preset, str(device),
                                             disk_folder=disk_folder))
         return
     model.detach_offload()
@@ -101,7 +100,7 @@ def run_diffusers(model, settings: SamplingSettings, device, with_decode: bool) 
         clock(step + 1, settings.steps)
         return {}
 
-    noise = initial_noise(latent_shape(model, settings), [settings.seed]).to(device)
+    noise = initial_noise(model.latent.shape(settings.width, settings.height, settings.frames), [settings.seed]).to(device)
     pipe(prompt=PROMPT, height=settings.height, width=settings.width, num_frames=settings.frames,
          num_inference_steps=settings.steps, guidance_scale=settings.guidance_scale, latents=noise,
          prompt_template=model.prompt_template, callback_on_step_end=on_step_end,
@@ -181,8 +180,8 @@ def main(argv: list[str] | None = None) -> None:
     modes = [m for m in MODES if not args.modes or m.name in args.modes]
     print(f"building the {args.scale} random model ({dtype}) ...", flush=True)
     pipe = build_random_pipeline(args.scale, dtype=dtype)
-    start_plan = preset_plan("none", HUNYUAN_VIDEO_T2V.module_names, str(device))
-    model = prepare_pipeline(pipe, HUNYUAN_VIDEO_T2V, start_plan, RANDOM_MODEL_PROMPT_TEMPLATE)
+    start_plan = preset_plan("none", str(device))
+    model = prepare_pipeline(pipe, HUNYUAN_VIDEO, start_plan, RANDOM_MODEL_PROMPT_TEMPLATE)
 
     results = []
     with tempfile.TemporaryDirectory() as disk_folder:

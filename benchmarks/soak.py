@@ -23,7 +23,6 @@ from hunyuan_core.offload.presets import PRESETS, default_preset, preset_plan
 from hunyuan_core.runtime.decode import decode
 from hunyuan_core.runtime.encode import encode_prompts
 from hunyuan_core.runtime.sampling import SamplingSettings, sample
-from hunyuan_core.spec import HUNYUAN_VIDEO_T2V
 from hunyuan_core.testing.random_model import save_random_model
 
 from .measure import PeakDeviceMemory, PeakRss
@@ -42,16 +41,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     device = str(default_device())
-    names = HUNYUAN_VIDEO_T2V.module_names
     presets = list(PRESETS) if args.switch_presets else [args.preset or default_preset(device)]
     settings = SamplingSettings(width=args.width, height=args.height, frames=args.frames, steps=args.steps, seed=1)
     with tempfile.TemporaryDirectory() as scratch:
         folder = save_random_model(f"{scratch}/tiny") if args.model == "tiny" else args.model
-        model = load_pipeline(folder, offload=preset_plan(presets[0], names, device, disk_folder=scratch))
+        model = load_pipeline(folder, offload=preset_plan(presets[0], device, disk_folder=scratch))
         hashes, sizes = [], {}
         for run in range(args.runs):
             preset = presets[run % len(presets)]
-            model.configure_offload(preset_plan(preset, names, device, disk_folder=scratch))
+            model.configure_offload(preset_plan(preset, device, disk_folder=scratch))
             started = time.perf_counter()
             with PeakRss() as rss, PeakDeviceMemory(torch.device(device)) as vram:
                 conditioning = encode_prompts(model, "a cat walks on the grass, realistic style")

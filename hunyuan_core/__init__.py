@@ -1,4 +1,4 @@
-"""HunyuanVideo text-to-video through diffusers, with group offloading of every component.
+"""The HunyuanVideo family through diffusers, with group offloading of every component.
 
 A plain library: nothing here imports ComfyUI. Typical use::
 
@@ -14,7 +14,8 @@ from .loading.model import LoadedPipeline
 from .offload.config import OffloadConfig, OffloadMode, OffloadPlan
 from .offload.probe import count_onloads, hook_counts
 from .runtime.decode import TilingSettings, decode
-from .runtime.encode import Conditioning, PromptEmbeddings, encode_prompts
+from .runtime.encode import Conditioning, encode_prompts
+from .runtime.rows import RowTensors
 from .runtime.sampling import SamplingSettings, sample
 
 __all__ = [
@@ -23,7 +24,7 @@ __all__ = [
     "OffloadConfig",
     "OffloadMode",
     "OffloadPlan",
-    "PromptEmbeddings",
+    "RowTensors",
     "SamplingSettings",
     "TilingSettings",
     "UserInputError",

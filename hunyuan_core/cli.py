@@ -24,7 +24,6 @@ from .runtime.decode import TilingSettings, decode
 from .runtime.encode import encode_prompts
 from .runtime.sampling import SamplingSettings
 from .runtime.sampling import sample as sample_latents
-from .spec import HUNYUAN_VIDEO_T2V
 from .testing.random_model import SCALES, save_random_model
 
 TINY_DEFAULTS = {"width": 64, "height": 64, "frames": 9, "steps": 4}
@@ -73,7 +72,7 @@ def _offload_plan(args) -> OffloadPlan:
     device = args.device or str(default_device())
     if args.offload is None:
         preset = args.preset or default_preset(device)
-        return preset_plan(preset, HUNYUAN_VIDEO_T2V.module_names, device, args.offload_device, args.offload_folder)
+        return preset_plan(preset, device, args.offload_device, args.offload_folder)
     if args.preset is not None:
         raise UserInputError("Give either --preset or --offload (custom settings), not both.")
     config = OffloadConfig(
@@ -87,7 +86,7 @@ def _offload_plan(args) -> OffloadPlan:
         low_cpu_mem_usage=args.low_cpu_mem_usage,
         disk_folder=args.offload_folder,
     )
-    return OffloadPlan.uniform(config, HUNYUAN_VIDEO_T2V.module_names)
+    return OffloadPlan.uniform(config)
 
 
 def _dtypes(pairs: list[str]) -> dict:
@@ -111,7 +110,7 @@ def generate(args) -> list[Path]:
             folder = save_random_model(stack.enter_context(tempfile.TemporaryDirectory()) + "/tiny", "tiny")
         model = load_pipeline(folder, _dtypes(args.dtype), plan)
         stack.callback(model.release)
-        print(f"model: {folder}\ndevice: {model.device}\noffload:\n{describe(model.offload_plan)}")
+        print(f"model: {folder}\ndevice: {model.device}\noffload:\n{describe(model.offload_configs)}")
         with count_onloads(model.modules) as onloads:
             conditioning = encode_prompts(
                 model, args.prompt or ["a cat walks on the grass, realistic"], args.clip_prompt, args.negative_prompt

@@ -12,9 +12,9 @@ import os
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from ..hunyuan_core.errors import UserInputError
+from ..hunyuan_core.families import FAMILIES
 from ..hunyuan_core.loading.cache import PipelineCache
 from ..hunyuan_core.progress import StepCallback
-from ..hunyuan_core.spec import SUPPORTED_PIPELINES
 
 PIPELINES = PipelineCache()
 """The one HunyuanVideo pipeline this ComfyUI process holds."""
@@ -41,7 +41,7 @@ def _search_paths() -> list[Path]:
 
 def _is_supported(folder: Path) -> bool:
     try:
-        return json.loads((folder / "model_index.json").read_text()).get("_class_name") in SUPPORTED_PIPELINES
+        return json.loads((folder / "model_index.json").read_text()).get("_class_name") in FAMILIES
     except (OSError, ValueError, AttributeError):
         return False
 

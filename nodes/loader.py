@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..hunyuan_core.loading.loader import parse_dtype
 from ..hunyuan_core.offload.presets import default_preset, preset_plan
-from ..hunyuan_core.spec import HUNYUAN_VIDEO_T2V
+from ..hunyuan_core.spec import Role
 from . import comfy_bridge, comfy_types
 
 AUTO = "auto"
@@ -62,17 +62,17 @@ class HunyuanDiffusersLoader:
         dtypes = _dtypes(transformer_dtype, text_encoder_dtype, vae_dtype)
         device = comfy_bridge.compute_device()
         plan = offload or preset_plan(
-            default_preset(device), HUNYUAN_VIDEO_T2V.module_names, device, comfy_bridge.offload_device()
+            default_preset(device), device, comfy_bridge.offload_device()
         )
         return (comfy_bridge.load_model(comfy_bridge.resolve_model_folder(model), dtypes, plan),)
 
 
 def _dtypes(transformer_dtype: str, text_encoder_dtype: str, vae_dtype: str) -> dict:
-    """The explicitly chosen dtypes per component ('auto' leaves the choice to the core)."""
+    """The explicitly chosen dtypes per role ('auto' leaves the choice to the core)."""
     requested = {
-        "transformer": transformer_dtype,
-        "text_encoder": text_encoder_dtype,
-        "text_encoder_2": text_encoder_dtype,
-        "vae": vae_dtype,
+        Role.TRANSFORMER: transformer_dtype,
+        Role.TEXT_ENCODER: text_encoder_dtype,
+        Role.IMAGE_ENCODER: text_encoder_dtype,
+        Role.VAE: vae_dtype,
     }
-    return {name: parse_dtype(value) for name, value in requested.items() if value != AUTO}
+    return {role.value: parse_dtype(value) for role, value in requested.items() if value != AUTO}

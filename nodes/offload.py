@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from ..hunyuan_core.offload.config import OffloadConfig, OffloadMode, extend_plan
-from ..hunyuan_core.spec import HUNYUAN_VIDEO_T2V
+from ..hunyuan_core.spec import Role
 from . import comfy_bridge, comfy_types
 
 TARGETS = {
-    "all components": HUNYUAN_VIDEO_T2V.module_names,
-    "transformer": ("transformer",),
-    "text encoders": ("text_encoder", "text_encoder_2"),
-    "vae": ("vae",),
+    "all components": tuple(Role),
+    "transformer": (Role.TRANSFORMER,),
+    "text encoders": (Role.TEXT_ENCODER,),
+    "vae": (Role.VAE,),
+    "image encoder": (Role.IMAGE_ENCODER,),
 }
+"""What apply_to offers, by role, so one choice fits every model family (new choices only ever at the end)."""
 
 
 class OffloadSettingsNode:
@@ -96,4 +98,4 @@ class HunyuanDiffusersOffload(OffloadSettingsNode):
             low_cpu_mem_usage=low_cpu_mem_usage,
             disk_folder=disk_folder.strip() or None,
         )
-        return (extend_plan(base, TARGETS[apply_to], config, HUNYUAN_VIDEO_T2V),)
+        return (extend_plan(base, TARGETS[apply_to], config),)

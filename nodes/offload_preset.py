@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from ..hunyuan_core.offload.config import extend_plan
 from ..hunyuan_core.offload.presets import PRESETS, preset_config
-from ..hunyuan_core.spec import HUNYUAN_VIDEO_T2V
 from . import comfy_bridge, comfy_types
 from .offload import TARGETS, OffloadSettingsNode
 
@@ -41,4 +40,4 @@ class HunyuanDiffusersOffloadPreset(OffloadSettingsNode):
     def configure(self, preset, apply_to, disk_folder, base=None):
         config = preset_config(preset, comfy_bridge.compute_device(), comfy_bridge.offload_device(),
                                disk_folder.strip() or None)
-        return (extend_plan(base, TARGETS[apply_to], config, HUNYUAN_VIDEO_T2V),)
+        return (extend_plan(base, TARGETS[apply_to], config),)

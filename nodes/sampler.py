@@ -4,12 +4,8 @@ from __future__ import annotations
 
 from ..hunyuan_core.errors import UserInputError
 from ..hunyuan_core.runtime.memory_estimate import sampling_device_bytes
-from ..hunyuan_core.runtime.sampling import (
-    MAX_SEED,
-    SamplingSettings,
-    check_video_size,
-    sample,
-)
+from ..hunyuan_core.families import check_size_for_some_family
+from ..hunyuan_core.runtime.sampling import MAX_SEED, SamplingSettings, sample
 from . import comfy_bridge, comfy_types
 
 DEFAULTS = SamplingSettings()
@@ -76,7 +72,7 @@ class HunyuanDiffusersSampler:
     @classmethod
     def VALIDATE_INPUTS(cls, width, height, frames):
         try:
-            check_video_size(width, height, frames)
+            check_size_for_some_family(width, height, frames)
         except UserInputError as error:
             return str(error)
         return True

@@ -76,6 +76,6 @@ def test_wrong_latents_are_explained(shared_model):
     with pytest.raises(UserInputError) as error:
         decode(shared_model, torch.zeros(1, 4, 8, 8))
     assert str(error.value) == (
-        "Expected HunyuanVideo video latents shaped [batch, 16, frames, height, width], got (1, 4, 8, 8). "
-        "Connect the output of a HunyuanVideo sampler or an empty HunyuanVideo latent."
+        "Expected HunyuanVideo 1 text-to-video latents shaped [batch, 16, frames, height, width], got "
+        "(1, 4, 8, 8). Connect the output of a sampler running this model, or an empty latent of its family."
     )

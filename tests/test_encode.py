@@ -10,36 +10,39 @@ from hunyuan_core.errors import UserInputError
 from hunyuan_core.runtime.encode import encode_prompts
 
 
+EMBEDS, MASK, POOLED = "encoder_hidden_states", "encoder_attention_mask", "pooled_projections"
+
+
 def test_shapes_and_masks(shared_model, conditioning):
     positive = conditioning.positive
-    assert positive.embeds.shape[:2] == positive.mask.shape == (2, 256)
-    assert positive.pooled.shape == (2, 8)
-    lengths = positive.mask.sum(dim=1)
+    assert positive[EMBEDS].shape[:2] == positive[MASK].shape == (2, 256)
+    assert positive[POOLED].shape == (2, 8)
+    lengths = positive[MASK].sum(dim=1)
     assert lengths[0] < lengths[1], "the longer prompt keeps more tokens"
-    assert positive.embeds.device.type == "cpu"
+    assert positive[EMBEDS].device.type == "cpu"
 
 
 def test_batch_equals_each_prompt_alone(shared_model, conditioning):
     for row, prompt in enumerate(PROMPTS):
         alone = encode_prompts(shared_model, prompt).positive
-        assert torch.equal(alone.mask[0], conditioning.positive.mask[row])
-        valid = int(alone.mask[0].sum())
-        torch.testing.assert_close(alone.embeds[0, :valid], conditioning.positive.embeds[row, :valid])
-        torch.testing.assert_close(alone.pooled[0], conditioning.positive.pooled[row])
+        assert torch.equal(alone[MASK][0], conditioning.positive[MASK][row])
+        valid = int(alone[MASK][0].sum())
+        torch.testing.assert_close(alone[EMBEDS][0, :valid], conditioning.positive[EMBEDS][row, :valid])
+        torch.testing.assert_close(alone[POOLED][0], conditioning.positive[POOLED][row])
 
 
 def test_clip_prompt_reaches_clip_only(shared_model):
     plain = encode_prompts(shared_model, "a cat walks").positive
     separate = encode_prompts(shared_model, "a cat walks", clip_prompts="oil painting").positive
     clip_as_prompt = encode_prompts(shared_model, "oil painting").positive
-    assert torch.equal(separate.embeds, plain.embeds)
-    assert not torch.allclose(separate.pooled, plain.pooled)
-    assert torch.equal(separate.pooled, clip_as_prompt.pooled)
+    assert torch.equal(separate[EMBEDS], plain[EMBEDS])
+    assert not torch.allclose(separate[POOLED], plain[POOLED])
+    assert torch.equal(separate[POOLED], clip_as_prompt[POOLED])
 
 
 def test_one_negative_prompt_serves_every_prompt(shared_model, conditioning):
     assert conditioning.negative is not None and len(conditioning.negative) == 2
-    assert torch.equal(conditioning.negative.embeds[0], conditioning.negative.embeds[1])
+    assert torch.equal(conditioning.negative[EMBEDS][0], conditioning.negative[EMBEDS][1])
 
 
 @pytest.mark.parametrize(
@@ -59,8 +62,10 @@ def test_bad_prompt_lists(shared_model, kwargs, message):
 
 def test_concat_pads_the_shorter_text(conditioning):
     positive = conditioning.positive
-    short = type(positive)(positive.embeds[:, :100], positive.mask[:, :100], positive.pooled)
+    short = type(positive)({EMBEDS: positive[EMBEDS][:, :100], MASK: positive[MASK][:, :100], POOLED: positive[POOLED]},
+                           positive.masks)
     both = positive.concat(short)
-    assert both.embeds.shape == (4, 256, positive.embeds.shape[2]) and both.mask.shape == (4, 256)
-    assert torch.equal(both.mask[2:, 100:], torch.zeros(2, 156, dtype=both.mask.dtype))
-    assert torch.equal(both.embeds[:2], positive.embeds) and torch.equal(both.pooled[2:], positive.pooled)
+    assert both[EMBEDS].shape == (4, 256, positive[EMBEDS].shape[2]) and both[MASK].shape == (4, 256)
+    assert torch.equal(both[MASK][2:, 100:], torch.zeros(2, 156, dtype=both[MASK].dtype))
+    assert torch.equal(both[EMBEDS][2:, :100], positive[EMBEDS][:, :100])
+    assert torch.equal(both[EMBEDS][:2], positive[EMBEDS]) and torch.equal(both[POOLED][2:], positive[POOLED])

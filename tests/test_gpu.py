@@ -43,7 +43,7 @@ def small_model_dir(tmp_path_factory):
 
 def run(model_dir, config):
     """Loads with `config` for every component; returns outputs, peak VRAM, onloads and where weights ended."""
-    model = load_pipeline(model_dir, offload=OffloadPlan.uniform(config, COMPONENTS))
+    model = load_pipeline(model_dir, offload=OffloadPlan.uniform(config))
     try:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -76,7 +76,7 @@ def test_offloaded_everywhere_on_cuda(small_model_dir, resident, name):
 
 
 def test_only_the_transformer_offloaded_still_runs(small_model_dir, resident):
-    plan = OffloadPlan.uniform(OffloadConfig(onload_device="cuda"), COMPONENTS).with_config(
+    plan = OffloadPlan.uniform(OffloadConfig(onload_device="cuda")).with_components(
         ("transformer",), STREAM_PLANS["leaf_level+stream"]
     )
     model = load_pipeline(small_model_dir, offload=plan)
@@ -91,7 +91,7 @@ def test_release_returns_the_vram(small_model_dir):
     torch.ones(64, 64, device="cuda") @ torch.ones(64, 64, device="cuda")  # cuBLAS workspace, kept for good
     torch.cuda.synchronize()
     before = torch.cuda.memory_allocated()
-    model = load_pipeline(small_model_dir, offload=OffloadPlan.uniform(OffloadConfig(onload_device="cuda"), COMPONENTS))
+    model = load_pipeline(small_model_dir, offload=OffloadPlan.uniform(OffloadConfig(onload_device="cuda")))
     generate(model, PROMPTS[:1], SETTINGS)
     assert torch.cuda.memory_allocated() > before
     model.release()
@@ -102,7 +102,7 @@ def test_release_returns_the_vram(small_model_dir):
 def test_failure_mid_forward_leaves_nothing_on_the_gpu(small_model_dir, resident):
     from hunyuan_core.errors import OutOfMemoryError
 
-    model = load_pipeline(small_model_dir, offload=OffloadPlan.uniform(STREAM_PLANS["block_level+stream"], COMPONENTS))
+    model = load_pipeline(small_model_dir, offload=OffloadPlan.uniform(STREAM_PLANS["block_level+stream"]))
     try:
         block = model.modules["transformer"].transformer_blocks[2]
 
@@ -126,14 +126,14 @@ def test_weights_are_pinned_only_while_a_configuration_needs_it(small_model_dir)
     copies must give that page-locked RAM back instead of keeping it."""
     from hunyuan_core.offload.presets import preset_plan
 
-    model = load_pipeline(small_model_dir, offload=preset_plan("balanced", COMPONENTS, "cuda"))
+    model = load_pipeline(small_model_dir, offload=preset_plan("balanced", "cuda"))
     try:
         def pinned():
             return {name: {p.is_pinned() for p in module.parameters() if p.device.type == "cpu"}
                     for name, module in model.modules.items()}
 
         assert pinned() == {name: {True} for name in COMPONENTS}
-        model.configure_offload(preset_plan("low_system_ram", COMPONENTS, "cuda"))
+        model.configure_offload(preset_plan("low_system_ram", "cuda"))
         assert pinned() == {name: {False} for name in COMPONENTS}
         latents, _ = generate(model, PROMPTS[:1], SETTINGS)
         assert torch.isfinite(latents).all()

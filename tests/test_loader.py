@@ -67,7 +67,7 @@ COMPONENTS = ("transformer", "text_encoder", "text_encoder_2", "vae")
 
 @pytest.mark.parametrize("preset", ["none", "lowest_vram", "disk"])
 def test_release_drops_the_pipeline_and_frees_its_weights(tiny_model_dir, tmp_path, preset):
-    model = load_pipeline(tiny_model_dir, offload=preset_plan(preset, COMPONENTS, "cpu", disk_folder=str(tmp_path)))
+    model = load_pipeline(tiny_model_dir, offload=preset_plan(preset, "cpu", disk_folder=str(tmp_path)))
     generate(model, PROMPTS[:1], TINY_SETTINGS)
     modules = [weakref.ref(module) for module in model.modules.values()]
     model.release()
@@ -106,7 +106,7 @@ def test_model_of_another_family(model_copy):
     check_error(
         model_copy,
         "{folder} holds a StableDiffusionPipeline model, but this loader runs HunyuanVideoPipeline "
-        "(HunyuanVideo text-to-video) folders. Pick a HunyuanVideo folder.",
+        "(HunyuanVideo 1 text-to-video) folders. Pick a HunyuanVideo folder.",
     )
 
 

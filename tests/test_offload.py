@@ -25,12 +25,12 @@ CPU_CONFIGS = {
 
 
 def uniform(model, config):
-    return OffloadPlan.uniform(config, model.spec.module_names)
+    return OffloadPlan.uniform(config)
 
 
 def test_plan_covers_every_torch_component(model):
     assert tuple(model.modules) == COMPONENTS
-    assert set(model.offload_plan.configs) == set(COMPONENTS)
+    assert set(model.offload_configs) == set(COMPONENTS)
 
 
 @pytest.mark.parametrize("name", list(CPU_CONFIGS))
@@ -160,23 +160,23 @@ def test_changing_one_component_leaves_the_others_hooked_as_they_were(model, ref
     model.configure_offload(block)
     transformer_hooks = [id(h) for h in offload_hooks(model.modules["transformer"])]
     vae_hooks = [id(h) for h in offload_hooks(model.modules["vae"])]
-    model.configure_offload(block.with_config(("vae",), OffloadConfig(mode="leaf_level")))
+    model.configure_offload(block.with_components(("vae",), OffloadConfig(mode="leaf_level")))
     assert [id(h) for h in offload_hooks(model.modules["transformer"])] == transformer_hooks
     leaf_vae_hooks = [id(h) for h in offload_hooks(model.modules["vae"])]
     assert len(leaf_vae_hooks) > len(vae_hooks)
-    model.configure_offload(block.with_config(("vae",), OffloadConfig(mode="leaf_level")))  # the same plan again
+    model.configure_offload(block.with_components(("vae",), OffloadConfig(mode="leaf_level")))  # the same plan again
     assert [id(h) for h in offload_hooks(model.modules["vae"])] == leaf_vae_hooks
     latents, frames = generate(model, PROMPTS, TINY_SETTINGS)
     assert torch.equal(latents, reference[0]) and torch.equal(frames, reference[1])
 
 
 def test_per_component_plans(model, reference):
-    plan = uniform(model, OffloadConfig(mode="block_level")).with_config(
+    plan = uniform(model, OffloadConfig(mode="block_level")).with_components(
         ("text_encoder", "text_encoder_2"), OffloadConfig(mode="leaf_level")
     )
     model.configure_offload(plan)
-    assert model.offload_plan.configs["text_encoder"].mode == OffloadMode.LEAF_LEVEL
-    assert model.offload_plan.configs["vae"].mode == OffloadMode.BLOCK_LEVEL
+    assert model.offload_configs["text_encoder"].mode == OffloadMode.LEAF_LEVEL
+    assert model.offload_configs["vae"].mode == OffloadMode.BLOCK_LEVEL
     latents, _ = generate(model, PROMPTS, TINY_SETTINGS)
     assert torch.equal(latents, reference[0])
 
@@ -227,7 +227,7 @@ def test_unwritable_disk_folder_is_explained(model, tmp_path):
 
 
 def test_mixed_onload_devices_are_refused(model):
-    plan = uniform(model, OffloadConfig()).with_config(("vae",), OffloadConfig(onload_device="meta"))
+    plan = uniform(model, OffloadConfig()).with_components(("vae",), OffloadConfig(onload_device="meta"))
     with pytest.raises(UserInputError) as error:
         model.configure_offload(plan)
     assert str(error.value) == (

@@ -43,7 +43,7 @@ def test_default_preset():
 
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_each_preset_gives_the_same_output_and_offloads_everything(model, reference, tmp_path, name):
-    model.configure_offload(preset_plan(name, COMPONENTS, "cpu", disk_folder=str(tmp_path)))
+    model.configure_offload(preset_plan(name, "cpu", disk_folder=str(tmp_path)))
     with count_onloads(model.modules) as onloads:
         latents, frames = generate(model, PROMPTS, TINY_SETTINGS)
     assert torch.equal(latents, reference[0]) and torch.equal(frames, reference[1])

@@ -55,7 +55,7 @@ def out_of_memory() -> torch.cuda.OutOfMemoryError:
 
 @pytest.mark.parametrize("preset", ["lowest_vram", "balanced", "disk"])
 def test_out_of_memory_while_sampling_is_explained_and_the_model_recovers(model, reference, tmp_path, preset):
-    model.configure_offload(preset_plan(preset, COMPONENTS, "cpu", disk_folder=str(tmp_path)))
+    model.configure_offload(preset_plan(preset, "cpu", disk_folder=str(tmp_path)))
     hooks = hook_counts(model.modules)
     fail_once(model.modules["transformer"].transformer_blocks[1], out_of_memory())
     with pytest.raises(OutOfMemoryError) as error:
@@ -72,7 +72,7 @@ def test_out_of_memory_while_sampling_is_explained_and_the_model_recovers(model,
 
 
 def test_out_of_memory_while_decoding_is_explained(model, reference):
-    model.configure_offload(preset_plan("lowest_vram", COMPONENTS, "cpu"))
+    model.configure_offload(preset_plan("lowest_vram", "cpu"))
     fail_once(model.modules["vae"].decoder.up_blocks[1], out_of_memory())
     with pytest.raises(OutOfMemoryError) as error:
         generate(model, PROMPTS, TINY_SETTINGS)
@@ -84,14 +84,14 @@ def test_out_of_memory_while_decoding_is_explained(model, reference):
 
 
 def test_out_of_memory_while_encoding_prompts_is_explained(model):
-    model.configure_offload(preset_plan("balanced", COMPONENTS, "cpu"))
+    model.configure_offload(preset_plan("balanced", "cpu"))
     fail_once(model.modules["text_encoder"].layers[0], out_of_memory())
     with pytest.raises(OutOfMemoryError, match="^Out of GPU memory while encoding the prompts. Use the lowest_vram"):
         generate(model, PROMPTS, TINY_SETTINGS)
 
 
 def test_other_failures_inside_the_model_pass_through_and_the_model_recovers(model, reference):
-    model.configure_offload(preset_plan("lowest_vram", COMPONENTS, "cpu"))
+    model.configure_offload(preset_plan("lowest_vram", "cpu"))
     fail_once(model.modules["transformer"].single_transformer_blocks[0], KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt):
         generate(model, PROMPTS, TINY_SETTINGS)
@@ -104,7 +104,7 @@ def hook_ids(model):
 
 def test_a_failure_rebuilds_only_the_hooks_of_the_component_that_was_running(model, reference, tmp_path):
     """A cancelled decode must not read back and rewrite a disk-offloaded 24 GB transformer."""
-    model.configure_offload(preset_plan("disk", COMPONENTS, "cpu", disk_folder=str(tmp_path)))
+    model.configure_offload(preset_plan("disk", "cpu", disk_folder=str(tmp_path)))
     before, folders = hook_ids(model), set(tmp_path.iterdir())
     fail_once(model.modules["vae"].decoder.up_blocks[1], KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt):
@@ -117,7 +117,7 @@ def test_a_failure_rebuilds_only_the_hooks_of_the_component_that_was_running(mod
 
 
 def test_rehooking_deletes_the_old_offload_files_before_writing_new_ones(model, tmp_path, monkeypatch):
-    model.configure_offload(preset_plan("disk", COMPONENTS, "cpu", disk_folder=str(tmp_path)))
+    model.configure_offload(preset_plan("disk", "cpu", disk_folder=str(tmp_path)))
     folders_when_writing = []
     apply = offload.apply_component_offload
 
@@ -160,12 +160,12 @@ def test_switching_presets_20_times_leaves_one_set_of_hooks_and_no_growth(model,
     presets = ["balanced", "lowest_vram", "disk", "low_system_ram", "none"]
     sizes = []
     for switch in range(20):
-        model.configure_offload(preset_plan(presets[switch % len(presets)], COMPONENTS, "cpu", disk_folder=str(tmp_path)))
+        model.configure_offload(preset_plan(presets[switch % len(presets)], "cpu", disk_folder=str(tmp_path)))
         sizes.append(rss())
-    model.configure_offload(preset_plan("lowest_vram", COMPONENTS, "cpu"))
+    model.configure_offload(preset_plan("lowest_vram", "cpu"))
     from hunyuan_core.loading.loader import load_pipeline
 
-    fresh = load_pipeline(tiny_model_dir, offload=preset_plan("lowest_vram", COMPONENTS, "cpu"))
+    fresh = load_pipeline(tiny_model_dir, offload=preset_plan("lowest_vram", "cpu"))
     try:
         assert hook_counts(model.modules) == hook_counts(fresh.modules)
     finally:
@@ -202,7 +202,7 @@ def test_stale_offload_folders_of_dead_processes_are_removed(model, tmp_path):
     unrelated = tmp_path / "my-files"
     for folder in (dead, alive, unrelated):
         folder.mkdir()
-    model.configure_offload(preset_plan("disk", COMPONENTS, "cpu", disk_folder=str(tmp_path)))
+    model.configure_offload(preset_plan("disk", "cpu", disk_folder=str(tmp_path)))
     assert not dead.exists() and alive.exists() and unrelated.exists()
     ours = [f for f in tmp_path.iterdir() if f.name.startswith("hyvd-") and f"pid{os.getpid()}-" in f.name]
     assert len(ours) == len(COMPONENTS)
@@ -218,7 +218,7 @@ def test_a_full_disk_is_explained_and_nothing_stays_applied(model, tmp_path, mon
 
     monkeypatch.setattr(safetensors.torch, "save_file", no_space)
     with pytest.raises(UserInputError) as error:
-        model.configure_offload(preset_plan("disk", COMPONENTS, "cpu", disk_folder=str(tmp_path)))
+        model.configure_offload(preset_plan("disk", "cpu", disk_folder=str(tmp_path)))
     assert re.fullmatch(
         r"Could not write the offload files of transformer to .* \(No space left on device\)\. Free disk space "
         r"there \(about 0\.0 GB for transformer\) or choose another folder\.",

@@ -13,7 +13,6 @@ from hunyuan_core.runtime.encode import encode_prompts
 from hunyuan_core.runtime.sampling import (
     SamplingSettings,
     initial_noise,
-    latent_shape,
     sample,
 )
 
@@ -21,15 +20,15 @@ from hunyuan_core.runtime.sampling import (
 def diffusers_latents(model, conditioning, settings, true_cfg_scale=1.0):
     """What diffusers' HunyuanVideoPipeline.__call__ makes from the same embeddings and noise (raw VAE space)."""
     batch = len(conditioning.prompts)
-    noise = initial_noise(latent_shape(model, settings), [settings.seed + k for k in range(batch)])
+    noise = initial_noise(model.latent.shape(settings.width, settings.height, settings.frames), [settings.seed + k for k in range(batch)])
     negative = conditioning.negative
     scaled = model.pipe(
-        prompt_embeds=conditioning.positive.embeds,
-        pooled_prompt_embeds=conditioning.positive.pooled,
-        prompt_attention_mask=conditioning.positive.mask,
-        negative_prompt_embeds=negative.embeds,
-        negative_pooled_prompt_embeds=negative.pooled,
-        negative_prompt_attention_mask=negative.mask,
+        prompt_embeds=conditioning.positive["encoder_hidden_states"],
+        pooled_prompt_embeds=conditioning.positive["pooled_projections"],
+        prompt_attention_mask=conditioning.positive["encoder_attention_mask"],
+        negative_prompt_embeds=negative["encoder_hidden_states"],
+        negative_pooled_prompt_embeds=negative["pooled_projections"],
+        negative_prompt_attention_mask=negative["encoder_attention_mask"],
         true_cfg_scale=true_cfg_scale,
         latents=noise,
         height=settings.height,
@@ -92,7 +91,8 @@ def test_latent_layout(shared_model, conditioning):
 def test_each_video_of_a_batch_equals_it_alone(shared_model, true_cfg_scale):
     settings = replace(TINY_SETTINGS, videos_per_prompt=2, true_cfg_scale=true_cfg_scale)
     conditioning = encode_prompts(shared_model, PROMPTS, negative_prompts="ugly")
-    assert conditioning.positive.mask[0].sum() != conditioning.positive.mask[1].sum()
+    mask = conditioning.positive["encoder_attention_mask"]
+    assert mask[0].sum() != mask[1].sum()
     batch = sample(shared_model, conditioning, settings)
     assert batch.shape[0] == 4
     for index in range(4):

@@ -17,6 +17,7 @@ from hunyuan_core.runtime.sampling import (
     _start_latents,
     initial_noise,
     sample,
+    sized_like,
 )
 from hunyuan_core.runtime.vae_tiles import decoder_calls, encoder_calls
 from hunyuan_core.runtime.video_encode import encode_video
@@ -127,8 +128,9 @@ def test_sampler_output_decodes_as_diffusers_decodes_its_own_latents(shared_mode
     ours = decode(shared_model, sample(shared_model, one_prompt, settings), TilingSettings(spatial=False))
     noise = initial_noise((16, 3, 2, 2), [settings.seed])
     theirs = shared_model.pipe(
-        prompt_embeds=one_prompt.positive.embeds, pooled_prompt_embeds=one_prompt.positive.pooled,
-        prompt_attention_mask=one_prompt.positive.mask, latents=noise, height=16, width=16, num_frames=9,
+        prompt_embeds=one_prompt.positive["encoder_hidden_states"],
+        pooled_prompt_embeds=one_prompt.positive["pooled_projections"],
+        prompt_attention_mask=one_prompt.positive["encoder_attention_mask"], latents=noise, height=16, width=16, num_frames=9,
         num_inference_steps=settings.steps, output_type="pt",
     ).frames
     torch.testing.assert_close(ours, theirs.permute(0, 1, 3, 4, 2), rtol=0, atol=1e-6)
@@ -171,6 +173,6 @@ def test_frames_for_the_encoder_are_checked(shared_model):
         encode_video(shared_model, torch.rand(8, 16, 16, 3))
 
 
-def test_settings_sized_like_latents():
-    settings = SamplingSettings().sized_like(torch.zeros(1, 16, 16, 60, 106))
+def test_settings_sized_like_latents(shared_model):
+    settings = sized_like(shared_model, SamplingSettings(), torch.zeros(1, 16, 16, 60, 106))
     assert (settings.width, settings.height, settings.frames) == (848, 480, 61)

@@ -1,8 +1,8 @@
-"""A loaded HunyuanVideo pipeline together with what the pack knows about it.
+"""A loaded pipeline together with what the pack knows about it.
 
-The diffusers pipeline object does not record the folder it came from, the dtypes it was loaded in,
-the prompt template it needs, or the offload plan applied to it; this wrapper does, so every later step
-(encode, sample, decode, reconfigure, release) can read them instead of guessing.
+The diffusers pipeline object does not record its model family, the folder it came from, the prompt
+template it needs, or the offload settings applied to it; this wrapper does, so every later step (encode,
+sample, decode, reconfigure, release) can read them instead of guessing.
 """
 
 from __future__ import annotations
@@ -15,18 +15,27 @@ import torch
 
 from ..devices import free_cached_memory
 from ..errors import UserInputError
-from ..offload.config import OffloadMode, OffloadPlan
+from ..families import LatentFormat, ModelFamily
+from ..offload.config import OffloadConfig, OffloadMode, OffloadPlan, onload_device
 from ..offload.hooks import AppliedOffload, remove_offload
 from ..spec import PipelineSpec
 
 
 @dataclass(eq=False)
 class LoadedPipeline:
-    pipe: object  # a diffusers HunyuanVideo pipeline
-    spec: PipelineSpec
+    pipe: object  # a diffusers pipeline of the family
+    family: ModelFamily
     folder: Path | None  # None for a pipeline built in memory
-    prompt_template: dict
+    prompt_template: dict | None
     _offload: AppliedOffload | None = field(default=None, repr=False)
+
+    @property
+    def spec(self) -> PipelineSpec:
+        return self.family.spec
+
+    @property
+    def latent(self) -> LatentFormat:
+        return self.family.latent
 
     @property
     def modules(self) -> dict[str, torch.nn.Module]:
@@ -39,29 +48,31 @@ class LoadedPipeline:
         return {name: module.dtype for name, module in self.modules.items()}
 
     @property
-    def offload_plan(self) -> OffloadPlan:
+    def offload_configs(self) -> dict[str, OffloadConfig]:
+        """The offload settings each component has now."""
         self._live_pipe()
         if self._offload is None:
-            raise UserInputError("No offload plan is applied to this model; configure one first.")
-        return self._offload.plan
+            raise UserInputError("No offload settings are applied to this model; configure them first.")
+        return dict(self._offload.configs)
 
     @property
     def device(self) -> torch.device:
-        """Where computation happens: the onload device of the offload plan."""
-        return self.offload_plan.onload_device
+        """Where computation happens: the components' onload device."""
+        return onload_device(self.offload_configs)
 
-    def configure_offload(self, plan: OffloadPlan) -> None:
-        """Applies `plan`: components whose settings change are re-hooked (old hooks removed first, never
-        stacked); the others are left as they are, so a 25 GB transformer on the GPU stays there while the
-        VAE's settings change. If a component fails to apply, no offloading stays applied at all."""
-        plan.validate(self.spec)
+    def configure_offload(self, plan: OffloadPlan | dict[str, OffloadConfig]) -> None:
+        """Applies `plan` (or settings already resolved for this model): components whose settings change are
+        re-hooked (old hooks removed first, never stacked); the others are left as they are, so a 25 GB
+        transformer on the GPU stays there while the VAE's settings change. If a component fails to apply,
+        no offloading stays applied at all."""
+        configs = plan.resolve(self.spec) if isinstance(plan, OffloadPlan) else plan
         modules = self.modules
         if self._offload is None:
             self._offload = AppliedOffload(self.spec)
         try:
             for name in self.spec.module_names:
-                if self._offload.configs.get(name) != plan.configs[name]:
-                    self._offload.apply(name, modules[name], plan.configs[name])
+                if self._offload.configs.get(name) != configs[name]:
+                    self._offload.apply(name, modules[name], configs[name])
         except BaseException:
             self.detach_offload()
             raise
@@ -73,7 +84,7 @@ class LoadedPipeline:
         and a first-pass prefetch trace half recorded; fresh hooks guarantee the next run starts clean.
         Components kept on the device (`none`) are left alone.
         """
-        configs = self.offload_plan.configs
+        configs = self.offload_configs
         for name in components:
             if configs[name].mode != OffloadMode.NONE:
                 self._offload.apply(name, self.modules[name], configs[name])
@@ -100,7 +111,7 @@ class LoadedPipeline:
     def _live_pipe(self):
         if self.pipe is None:
             raise UserInputError(
-                f"The model from {self.folder} was released (another model was loaded or memory was freed). "
-                "Run the loader again."
+                f"The {self.family.name} model from {self.folder} was released (another model was loaded or "
+                "memory was freed). Run the loader again."
             )
         return self.pipe

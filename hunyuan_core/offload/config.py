@@ -7,7 +7,7 @@ validates them, so nodes and the CLI can build plans without touching a model.
 
 from __future__ import annotations
 
-import tempfile
+import os
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -16,7 +16,7 @@ from typing import Mapping
 import torch
 
 from ..errors import UserInputError
-from ..spec import PipelineSpec
+from ..spec import PipelineSpec, Role
 
 
 class OffloadMode(str, Enum):
@@ -73,49 +73,74 @@ def device_has_streams(device_type: str) -> bool:
 
 
 def _check_writable(folder: str, where: str) -> None:
-    path = Path(folder)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path):
-            pass
-    except OSError as error:
+    """Checks, without creating anything, that `folder` exists as a writable folder or could be made."""
+    path = Path(folder).expanduser().absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    problem = None
+    if not existing.is_dir():
+        problem = f"{existing} is not a folder"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        problem = f"no write permission in {existing}"
+    if problem is not None:
         raise UserInputError(
-            f"{where}: the disk offload folder {folder} is not writable ({error.strerror}). "
+            f"{where}: the disk offload folder {folder} is not writable ({problem}). "
             "Choose a folder you can write to, on a disk with room for the model."
-        ) from error
+        )
 
 
 @dataclass(frozen=True)
 class OffloadPlan:
-    """One `OffloadConfig` per torch component, all with the same onload device."""
+    """Offload settings per role (transformer, text encoders, image encoder, VAE), optionally overridden per
+    component name. A plan is made before a model is chosen (a node, the CLI) and resolved against the
+    model's components when it is applied, so the same plan serves every model family."""
 
-    configs: Mapping[str, OffloadConfig] = field(default_factory=dict)
+    roles: Mapping[Role, OffloadConfig]
+    components: Mapping[str, OffloadConfig] = field(default_factory=dict)
 
     @classmethod
-    def uniform(cls, config: OffloadConfig, components: tuple[str, ...]) -> OffloadPlan:
-        return cls({name: config for name in components})
+    def uniform(cls, config: OffloadConfig) -> OffloadPlan:
+        return cls({role: config for role in Role})
 
-    def with_config(self, components: tuple[str, ...], config: OffloadConfig) -> OffloadPlan:
-        return OffloadPlan({**self.configs, **{name: config for name in components}})
+    def with_roles(self, roles: tuple[Role, ...], config: OffloadConfig) -> OffloadPlan:
+        return OffloadPlan({**self.roles, **{Role(role): config for role in roles}}, self.components)
+
+    def with_components(self, names: tuple[str, ...], config: OffloadConfig) -> OffloadPlan:
+        return OffloadPlan(self.roles, {**self.components, **{name: config for name in names}})
 
     @property
     def onload_device(self) -> torch.device:
-        devices = {c.onload_device for c in self.configs.values()}
-        if len(devices) != 1:
+        return onload_device({**{role.value: c for role, c in self.roles.items()}, **self.components})
+
+    def resolve(self, spec: PipelineSpec) -> dict[str, OffloadConfig]:
+        """One validated configuration per torch component of `spec`."""
+        unknown = sorted(set(self.components) - set(spec.module_names))
+        if unknown:
             raise UserInputError(
-                f"All components must compute on one device, but the offload settings name {sorted(devices)}. "
-                "Use the same onload device for every component."
+                f"The offload plan names {', '.join(unknown)}, but this model's components are "
+                f"{', '.join(spec.module_names)}."
             )
-        return torch.device(devices.pop())
+        configs = {}
+        for component in spec.components:
+            if not component.is_module:
+                continue
+            config = self.components.get(component.name, self.roles.get(component.role))
+            if config is None:
+                raise UserInputError(f"The offload plan has no settings for the {component.role.label}.")
+            config.validate(component.name)
+            configs[component.name] = config
+        onload_device(configs)
+        return configs
 
-    def validate(self, spec: PipelineSpec) -> None:
-        missing = [name for name in spec.module_names if name not in self.configs]
-        if missing:
-            raise UserInputError(f"The offload plan has no settings for {', '.join(missing)}.")
-        for name in spec.module_names:
-            self.configs[name].validate(name)
-        self.onload_device  # noqa: B018 - raises when the devices differ
 
+def onload_device(configs: Mapping[str, OffloadConfig]) -> torch.device:
+    """The one device the components compute on; raises when the settings name several."""
+    devices = {c.onload_device for c in configs.values()}
+    if len(devices) != 1:
+        raise UserInputError(
+            f"All components must compute on one device, but the offload settings name {sorted(devices)}. "
+            "Use the same onload device for every component."
+        )
+    return torch.device(devices.pop())
 
 
 def pins_weights(config: OffloadConfig) -> bool:
@@ -123,11 +148,10 @@ def pins_weights(config: OffloadConfig) -> bool:
     return config.use_stream and not config.low_cpu_mem_usage and config.disk_folder is None
 
 
-
-def describe(plan: OffloadPlan) -> str:
+def describe(configs: Mapping[str, OffloadConfig]) -> str:
     """One line per component, for logs and the CLI."""
     lines = []
-    for name, config in plan.configs.items():
+    for name, config in configs.items():
         details = config.mode.value
         if config.mode != OffloadMode.NONE:
             extras = [f"{config.onload_device}<->{config.offload_device}"]
@@ -141,14 +165,11 @@ def describe(plan: OffloadPlan) -> str:
     return "\n".join(lines)
 
 
-def extend_plan(
-    base: OffloadPlan | None, components: tuple[str, ...], config: OffloadConfig, spec: PipelineSpec
-) -> OffloadPlan:
-    """`config` for `components`; every other component keeps its setting in `base`, or (without a base)
-    stays on the onload device. Validated, so mistakes surface where they are made."""
+def extend_plan(base: OffloadPlan | None, roles: tuple[Role, ...], config: OffloadConfig) -> OffloadPlan:
+    """`config` for the components of `roles`; every other component keeps its setting in `base`, or
+    (without a base) stays on the onload device. The new settings are checked here, where they are made."""
+    config.validate(" and ".join(Role(role).label for role in roles))
     if base is None:
-        resident = OffloadConfig(onload_device=config.onload_device, offload_device=config.offload_device)
-        base = OffloadPlan.uniform(resident, spec.module_names)
-    plan = base.with_config(components, config)
-    plan.validate(spec)
-    return plan
+        base = OffloadPlan.uniform(OffloadConfig(onload_device=config.onload_device,
+                                                 offload_device=config.offload_device))
+    return base.with_roles(roles, config)

@@ -19,7 +19,7 @@ import torch
 
 from ..errors import UserInputError
 from ..spec import PipelineSpec
-from .config import OffloadConfig, OffloadMode, OffloadPlan, pins_weights
+from .config import OffloadConfig, OffloadMode, pins_weights
 from .diffusers_fixes import drop_duplicate_group_tensors
 
 GROUP_OFFLOADING_HOOKS = ("group_offloading", "layer_execution_tracker", "lazy_prefetch_group_offloading")
@@ -81,10 +81,6 @@ class AppliedOffload:
     configs: dict[str, OffloadConfig] = field(default_factory=dict)
     disk_folders: dict[str, str] = field(default_factory=dict)
 
-    @property
-    def plan(self) -> OffloadPlan:
-        return OffloadPlan(dict(self.configs))
-
     def apply(self, name: str, module: torch.nn.Module, config: OffloadConfig) -> None:
         """(Re)hooks one component; its previous hooks and disk files are replaced, never stacked.
 
@@ -129,6 +125,18 @@ def _process_exists(pid: int) -> bool:
     return True
 
 
+def _fresh_disk_folder(parent: Path, component: str) -> str:
+    """A new folder for one component's offload files, in `parent` (created if needed).
+
+    A fresh folder per component and application: diffusers reuses any files it finds in the folder without
+    checking, which silently corrupts a second model offloaded to the same place. Nothing but this
+    application's hooks ever reads it, and it is deleted with them.
+    """
+    parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_disk_folders(parent)
+    return tempfile.mkdtemp(prefix=f"{DISK_FOLDER_PREFIX}{component}-pid{os.getpid()}-", dir=parent)
+
+
 def apply_component_offload(name: str, module: torch.nn.Module, config: OffloadConfig, spec: PipelineSpec) -> str | None:
     """Hooks one component that has no offload hooks; returns the disk folder it created, if any."""
     from diffusers.hooks import apply_group_offloading
@@ -137,15 +145,10 @@ def apply_component_offload(name: str, module: torch.nn.Module, config: OffloadC
         module.to(config.onload_device)
         return None
     disk_path = None
-    if config.disk_folder is not None:
-        # A fresh folder per component and application: diffusers reuses any files it finds in the folder
-        # without checking, which silently corrupts a second model offloaded to the same place. Nothing but
-        # this application's hooks ever reads it, and it is deleted with them.
-        parent = Path(config.disk_folder)
-        _remove_stale_disk_folders(parent)
-        disk_path = tempfile.mkdtemp(prefix=f"{DISK_FOLDER_PREFIX}{name}-pid{os.getpid()}-", dir=parent)
     block_modules = spec.component(name).offload_block_modules
     try:
+        if config.disk_folder is not None:
+            disk_path = _fresh_disk_folder(Path(config.disk_folder), name)
         set_pinned(module, pins_weights(config))
         apply_group_offloading(
             module,

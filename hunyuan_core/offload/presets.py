@@ -83,6 +83,7 @@ def preset_config(name: str, onload_device: str, offload_device: str = "cpu",
     )
 
 
-def preset_plan(name: str, components: tuple[str, ...], onload_device: str, offload_device: str = "cpu",
+def preset_plan(name: str, onload_device: str, offload_device: str = "cpu",
                 disk_folder: str | None = None) -> OffloadPlan:
-    return OffloadPlan.uniform(preset_config(name, onload_device, offload_device, disk_folder), components)
+    """The preset for every component."""
+    return OffloadPlan.uniform(preset_config(name, onload_device, offload_device, disk_folder))

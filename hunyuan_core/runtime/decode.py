@@ -54,15 +54,6 @@ class TilingSettings:
             vae.disable_tiling()
 
 
-def check_latents(latents: torch.Tensor, channels: int) -> None:
-    if not isinstance(latents, torch.Tensor) or latents.ndim != 5 or latents.shape[1] != channels:
-        shape = tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__
-        raise UserInputError(
-            f"Expected HunyuanVideo video latents shaped [batch, {channels}, frames, height, width], got {shape}. "
-            "Connect the output of a HunyuanVideo sampler or an empty HunyuanVideo latent."
-        )
-
-
 @torch.no_grad()
 def decode(
     model: LoadedPipeline,
@@ -70,14 +61,14 @@ def decode(
     tiling: TilingSettings | None = None,
     on_tile: StepCallback | None = None,
 ) -> torch.Tensor:
-    """Decodes raw VAE latents `[B, 16, T, h, w]` to frames `[B, frames, H, W, 3]`, float32 in 0..1, on the CPU.
+    """Decodes raw VAE latents `[B, C, t, h, w]` to frames `[B, frames, H, W, 3]`, float32 in 0..1, on the CPU.
 
     Videos are decoded one at a time; `on_tile(done, total)` is called after every VAE tile.
     """
     tiling = tiling or TilingSettings()
     tiling.validate()
     vae = model.pipe.vae
-    check_latents(latents, vae.config.latent_channels)
+    model.family.check_latents(latents)
     tiling.apply_to(vae)
     total = len(latents) * decoder_calls(vae, *latents.shape[2:])
     videos = []

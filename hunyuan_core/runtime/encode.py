@@ -1,65 +1,40 @@
-"""Prompt encoding: Llama hidden states plus the pooled CLIP embedding, per prompt.
+"""Prompt (and start image) encoding for any family, into the conditioning the sampler takes.
 
-diffusers' `encode_prompt` ignores `prompt_2` and always feeds CLIP the Llama prompt (diffusers #13588).
-The narrow fix: encode the CLIP prompt ourselves with the pipeline's own CLIP helper and hand it to
-`encode_prompt` as `pooled_prompt_embeds`, which diffusers then uses as is.
+The family decides which encoders run and what the transformer gets; this module checks the prompt lists,
+reports progress per encoder pass and keeps the result on the CPU, one row per prompt.
 """
 
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 
 from ..errors import UserInputError
 from ..loading.model import LoadedPipeline
 from ..progress import StepCallback, step_progress
-from .recovery import recovering
-
-MAX_SEQUENCE_LENGTH = 256
-
-
-@dataclass(frozen=True)
-class PromptEmbeddings:
-    """One row per prompt: Llama states `[P, L, D]`, their key-padding mask `[P, L]`, CLIP pooled `[P, Dc]`."""
-
-    embeds: torch.Tensor
-    mask: torch.Tensor
-    pooled: torch.Tensor
-
-    def __len__(self) -> int:
-        return self.embeds.shape[0]
-
-    def select(self, rows: Sequence[int] | torch.Tensor) -> PromptEmbeddings:
-        index = torch.as_tensor(rows, dtype=torch.long)
-        return PromptEmbeddings(self.embeds[index], self.mask[index], self.pooled[index])
-
-    def concat(self, other: PromptEmbeddings) -> PromptEmbeddings:
-        """Rows of `self` then rows of `other`, the shorter text padded (and masked) to the longer."""
-        length = max(self.mask.shape[1], other.mask.shape[1])
-        parts = [e._padded(length) for e in (self, other)]
-        return PromptEmbeddings(*(torch.cat(tensors) for tensors in zip(*parts)))
-
-    def _padded(self, length: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        extra = length - self.mask.shape[1]
-        embeds = torch.nn.functional.pad(self.embeds, (0, 0, 0, extra))
-        return embeds, torch.nn.functional.pad(self.mask, (0, extra)), self.pooled
-
-    def to(self, device: torch.device, dtype: torch.dtype) -> PromptEmbeddings:
-        return PromptEmbeddings(
-            self.embeds.to(device, dtype), self.mask.to(device, dtype), self.pooled.to(device, dtype)
-        )
+from .images import check_images
+from .rows import RowTensors
 
 
 @dataclass(frozen=True)
 class Conditioning:
-    """Encoded prompts; `negative` (one row per prompt) exists when a negative prompt was encoded."""
+    """Encoded prompts for one model family.
 
+    `positive` and `negative` (one row per prompt; `negative` when a negative prompt was encoded) hold the
+    transformer's text inputs; `image` holds per-prompt inputs from the start images alone (the same for
+    both CFG halves), and `images` the start images themselves `[P, H, W, 3]`, which the sampler turns into
+    latents at the video's size.
+    """
+
+    family: str  # the pipeline class it was encoded for
     prompts: tuple[str, ...]
-    positive: PromptEmbeddings
-    negative: PromptEmbeddings | None = None
+    positive: RowTensors
+    negative: RowTensors | None = None
+    image: RowTensors | None = None
+    images: torch.Tensor | None = None
 
 
 def _as_list(prompts: str | Sequence[str] | None, what: str, count: int | None = None) -> list[str] | None:
@@ -77,54 +52,43 @@ def _as_list(prompts: str | Sequence[str] | None, what: str, count: int | None =
     return prompts
 
 
-def _recovering(model: LoadedPipeline):
-    return recovering(model, ("text_encoder", "text_encoder_2"), "encoding the prompts", "Use the lowest_vram offload preset for the text encoders.")
-
-
-@torch.no_grad()
-def _encode(model: LoadedPipeline, prompts: list[str], clip_prompts: list[str],
-            report_pass: Callable[[], None]) -> PromptEmbeddings:
-    """Runs CLIP, then Llama; progress is reported between the passes, where a cancel leaves nothing behind."""
-    pipe = model.pipe
-    device = model.device
-    with _recovering(model):
-        pooled = pipe._get_clip_prompt_embeds(clip_prompts, device=device)
-    report_pass()
-    with _recovering(model):
-        embeds, pooled, mask = pipe.encode_prompt(
-            prompt=prompts,
-            prompt_template=model.prompt_template,
-            pooled_prompt_embeds=pooled,
-            device=device,
-            max_sequence_length=MAX_SEQUENCE_LENGTH,
-        )
-    report_pass()
-    return PromptEmbeddings(embeds.cpu(), mask.cpu(), pooled.cpu())
-
-
 def encode_prompts(
     model: LoadedPipeline,
     prompts: str | Sequence[str],
     clip_prompts: str | Sequence[str] | None = None,
     negative_prompts: str | Sequence[str] | None = None,
     on_pass: StepCallback | None = None,
+    images: torch.Tensor | None = None,
 ) -> Conditioning:
     """Encodes prompts (and optionally a negative prompt) into CPU tensors the sampler accepts.
 
-    `clip_prompts` go to CLIP instead of the prompts (one, or one per prompt); negative prompts likewise.
-    `on_pass(done, total)` is called after each text-encoder pass (CLIP, then Llama, for each prompt set):
-    with offloading, a pass of the 8B Llama is long enough to deserve a progress bar.
+    `clip_prompts` go to the family's second text encoder (CLIP in HunyuanVideo 1) instead of the prompts
+    (one, or one per prompt); negative prompts likewise. `images` (`[1 or P, H, W, 3]` in 0..1) are the start
+    images of an image-to-video family: one for every prompt or one per prompt. `on_pass(done, total)` is
+    called after each encoder pass: with offloading, a pass of an 8B text encoder deserves a progress bar.
     """
+    family = model.family
     prompts = _as_list(prompts, "prompt")
-    clip_prompts = _as_list(clip_prompts, "CLIP prompt", len(prompts)) or prompts
+    secondary = _as_list(clip_prompts, f"{family.secondary_prompt or 'second'} prompt", len(prompts))
+    if secondary is not None and family.secondary_prompt is None:
+        raise UserInputError(
+            f"{family.name} has no second text encoder with a prompt of its own; leave the CLIP prompt empty."
+        )
     negatives = _as_list(negative_prompts, "negative prompt", len(prompts))
-    total = 2 if negatives is None else 4
+    images = check_images(family, images, len(prompts))
+    sets = 1 if negatives is None else 2
+    total = family.text_passes() * sets + (1 if images is not None and family.encodes_images else 0)
     with step_progress(on_pass, total, "Encoding prompts") as report:
         passes_done = itertools.count(1)
 
         def report_pass() -> None:
             report(next(passes_done), total)
 
-        positive = _encode(model, prompts, clip_prompts, report_pass)
-        negative = None if negatives is None else _encode(model, negatives, negatives, report_pass)
-    return Conditioning(prompts=tuple(prompts), positive=positive, negative=negative)
+        positive = family.encode_text(model, prompts, secondary, images, report_pass)
+        negative = None if negatives is None else family.encode_text(model, negatives, None, images, report_pass)
+        image = None
+        if images is not None and family.encodes_images:
+            image = family.encode_images(model, images)
+            report_pass()
+    return Conditioning(family=family.spec.pipeline_class, prompts=tuple(prompts), positive=positive,
+                        negative=negative, image=image, images=images)

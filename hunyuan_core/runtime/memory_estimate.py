@@ -17,16 +17,14 @@ from ..loading.model import LoadedPipeline
 from ..offload.config import OffloadMode
 from ..offload.hooks import offload_hooks
 from ..offload.probe import group_bytes
-from .decode import check_latents
-from .encode import MAX_SEQUENCE_LENGTH
-from .sampling import SamplingSettings, latent_shape
+from .sampling import SamplingSettings, sized_like
 
 ACTIVATION_COPIES = 16  # hidden-state-sized tensors alive at once in a block (MLP expansion, QKV, residuals)
 
 
 def transformer_device_bytes(model: LoadedPipeline) -> int:
     transformer = model.modules["transformer"]
-    config = model.offload_plan.configs["transformer"]
+    config = model.offload_configs["transformer"]
     if config.mode == OffloadMode.NONE:
         return sum(t.numel() * t.element_size() for t in (*transformer.parameters(), *transformer.buffers()))
     groups = {id(hook.group): hook.group for hook in offload_hooks(transformer)}
@@ -41,11 +39,11 @@ def sampling_device_bytes(model: LoadedPipeline, settings: SamplingSettings, vid
     """The estimate for sampling `videos` videos (at the size of `init_latents`, when given)."""
     config = model.pipe.transformer.config
     if init_latents is not None:
-        check_latents(init_latents, config.in_channels)
-        settings = settings.sized_like(init_latents)
-    _, frames, height, width = latent_shape(model, settings)
-    tokens = frames * (height // config.patch_size) * (width // config.patch_size) + MAX_SEQUENCE_LENGTH
-    rows = videos * (2 if settings.uses_true_cfg and settings.batched_cfg else 1)
+        settings = sized_like(model, settings, init_latents)
+    _, frames, height, width = model.latent.shape(settings.width, settings.height, settings.frames)
+    patch = model.latent.patch
+    tokens = frames * (height // patch) * (width // patch) + model.family.max_text_tokens
+    rows = videos * (2 if settings.true_cfg_scale > 1 and settings.batched_cfg else 1)
     hidden = config.num_attention_heads * config.attention_head_dim
     element = torch.finfo(model.dtypes["transformer"]).bits // 8
     return transformer_device_bytes(model) + rows * tokens * hidden * element * ACTIVATION_COPIES

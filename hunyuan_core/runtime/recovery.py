@@ -17,6 +17,7 @@ import torch
 from ..devices import free_cached_memory
 from ..errors import OutOfMemoryError
 from ..loading.model import LoadedPipeline
+from ..spec import Role
 
 
 @contextmanager
@@ -36,3 +37,9 @@ def recovering(model: LoadedPipeline, components: Sequence[str], task: str, advi
         if isinstance(error, torch.cuda.OutOfMemoryError):
             raise OutOfMemoryError(f"Out of GPU memory while {task}. {advice} {state}") from error
         raise
+
+
+def recovering_encoders(model: LoadedPipeline, role: Role, task: str):
+    """`recovering` for the components of one role (the text encoders, the image encoder) while encoding."""
+    return recovering(model, model.spec.names_with_role(role), task,
+                      f"Use the lowest_vram offload preset for the {role.label}.")

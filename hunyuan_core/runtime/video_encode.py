@@ -9,16 +9,15 @@ from ..loading.model import LoadedPipeline
 from ..progress import StepCallback, step_progress
 from .decode import VAE_ADVICE, TilingSettings
 from .recovery import recovering
-from .sampling import check_video_size
 from .vae_tiles import encoder_calls, report_calls
 
 
-def check_frames(frames: torch.Tensor) -> None:
+def check_frames(model: LoadedPipeline, frames: torch.Tensor) -> None:
     if not isinstance(frames, torch.Tensor) or frames.ndim != 5 or frames.shape[-1] != 3:
         shape = tuple(frames.shape) if isinstance(frames, torch.Tensor) else type(frames).__name__
         raise UserInputError(f"Expected video frames shaped [videos, frames, height, width, 3], got {shape}.")
     _, count, height, width, _ = frames.shape
-    check_video_size(width, height, count)
+    model.family.check_video_size(width, height, count)
 
 
 @torch.no_grad()
@@ -28,11 +27,11 @@ def encode_video(
     tiling: TilingSettings | None = None,
     on_tile: StepCallback | None = None,
 ) -> torch.Tensor:
-    """Encodes frames `[B, T, H, W, 3]` in 0..1 to raw VAE latents `[B, 16, (T-1)/4+1, H/8, W/8]` on the CPU.
+    """Encodes frames `[B, T, H, W, 3]` in 0..1 to raw VAE latents `[B, C, (T-1)/4+1, H/s, W/s]` on the CPU.
 
     The latent distribution's mode is used, so the same frames always give the same latents.
     """
-    check_frames(frames)
+    check_frames(model, frames)
     tiling = tiling or TilingSettings()
     tiling.validate()
     vae = model.pipe.vae

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from accelerate import init_empty_weights
 
-from ..prompt_template import PROMPT_TEMPLATE_FILE
+from ..loading.prompt_template import PROMPT_TEMPLATE_FILE
 
 # The real template wraps the prompt in ~95 tokens of instructions. The random models' tokenizer works
 # per character, so a short template keeps the text sequence short while still exercising cropping.

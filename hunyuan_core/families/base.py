@@ -1,0 +1,192 @@
+"""What a model family is to the shared core: data, plus the few steps in which families differ.
+
+Loading, offloading and its proof, batching, batched CFG, progress, cancelling, recovery, tiling and the
+nodes are shared. A family contributes its components (`spec`), its latent format, its defaults, how it
+encodes prompts (and images) into the transformer's conditioning inputs, the per-run inputs it adds (an
+embedded guidance scale, image latents), how one denoising step calls its transformer, and its
+classifier-free-guidance rule (a diffusers guider).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+import torch
+
+from ..errors import UserInputError
+from ..spec import PipelineSpec
+
+if TYPE_CHECKING:
+    from ..loading.model import LoadedPipeline
+    from ..runtime.conditioning import Conditioning
+    from ..runtime.rows import RowTensors
+    from ..runtime.sampling import SamplingSettings
+
+
+@dataclass(frozen=True)
+class LatentFormat:
+    """A family's video latents (a loaded folder's configs must agree: `ModelFamily.check_loaded`)."""
+
+    channels: int
+    spatial: int  # VAE compression of height and width
+    temporal: int  # VAE compression of time: frames are temporal*k + 1
+    patch: int  # the transformer's spatial patch: sizes are multiples of spatial*patch
+    scaling_factor: float  # the sampler works on raw VAE latents times this
+    comfy_format: str  # the class in ComfyUI's comfy.latent_formats with the same layout and scale
+
+    @property
+    def size_multiple(self) -> int:
+        return self.spatial * self.patch
+
+    def shape(self, width: int, height: int, frames: int) -> tuple[int, int, int, int]:
+        """Latent `[channels, t, h, w]` of one video."""
+        return (self.channels, (frames - 1) // self.temporal + 1, height // self.spatial, width // self.spatial)
+
+    def video_size(self, latents: torch.Tensor) -> tuple[int, int, int]:
+        """Width, height and frames of the videos that `[B, C, t, h, w]` latents hold."""
+        _, _, frames, height, width = latents.shape
+        return width * self.spatial, height * self.spatial, (frames - 1) * self.temporal + 1
+
+    def describe(self) -> str:
+        return (f"of {self.channels} channels, {self.spatial}x/{self.temporal}x compression, patch {self.patch}, "
+                f"scale {self.scaling_factor}")
+
+
+@dataclass(frozen=True)
+class FamilyDefaults:
+    """The family's reference settings, for the CLI and new workflows (the folder's configs may refine them)."""
+
+    width: int
+    height: int
+    frames: int
+    steps: int
+    flow_shift: float
+    guidance_scale: float  # embedded guidance; ignored by families without a guidance embedding
+    cfg_scale: float  # classifier-free guidance against the negative prompt; 1 is off
+
+
+class ModelFamily:
+    """Base of the families; subclasses set the data and override the steps that differ."""
+
+    name: str  # for people: "HunyuanVideo 1.5 image-to-video"
+    spec: PipelineSpec
+    latent: LatentFormat
+    defaults: FamilyDefaults
+    max_text_tokens: int  # text tokens the transformer attends over at most, for the memory estimate
+    takes_image = False  # image-to-video: a start image per prompt
+    encodes_images = False  # an image encoder turns the start images into transformer inputs of their own
+    secondary_prompt: str | None = None  # a second text encoder's own prompt ("CLIP"), if the family has one
+    uses_embedded_guidance = False
+
+    def prepare_pipeline(self, pipe) -> None:
+        """Readies a freshly loaded diffusers pipeline (tokenizer settings, the batch-safe attention)."""
+
+    def default_prompt_template(self) -> dict | None:
+        """The text encoder's prompt template for folders without a prompt_template.json (None: none used)."""
+        return None
+
+    def prompt_template_problem(self, template) -> str | None:
+        """What is wrong with a folder's prompt_template.json, completing "<path> ..."; None if it is usable."""
+        return "is not used by this model family."
+
+    def check_loaded(self, pipe) -> None:
+        """Refuses a folder whose configs do not have the family's latent layout (a mislabelled folder)."""
+        found = LatentFormat(
+            channels=pipe.vae.config.latent_channels, spatial=pipe.vae_scale_factor_spatial,
+            temporal=pipe.vae_scale_factor_temporal, patch=pipe.transformer.config.patch_size,
+            scaling_factor=pipe.vae.config.scaling_factor, comfy_format=self.latent.comfy_format,
+        )
+        if found != self.latent:
+            raise UserInputError(
+                f"This {self.name} folder's configs describe latents {found.describe()}, but the family's are "
+                f"{self.latent.describe()}. The folder is not a {self.name} model; download it again."
+            )
+
+    def check_latents(self, latents) -> None:
+        latent = self.latent
+        if not isinstance(latents, torch.Tensor) or latents.ndim != 5 or latents.shape[1] != latent.channels:
+            shape = tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__
+            raise UserInputError(
+                f"Expected {self.name} latents shaped [batch, {latent.channels}, frames, height, width], got "
+                f"{shape}. Connect the output of a sampler running this model, or an empty latent of its family."
+            )
+
+    def check_video_size(self, width: int, height: int, frames: int) -> None:
+        """Raises `UserInputError` with a valid suggestion unless the size is one this family can generate."""
+        latent = self.latent
+        multiple = latent.size_multiple
+        if width < multiple or height < multiple or width % multiple or height % multiple:
+            suggestion = f"{_nearest(width, multiple, 0, multiple)}x{_nearest(height, multiple, 0, multiple)}"
+            raise UserInputError(
+                f"Width and height must be multiples of {multiple} ({latent.spatial}x VAE times {latent.patch}x "
+                f"patch), got {width}x{height}. Try {suggestion}."
+            )
+        if frames < 1 or (frames - 1) % latent.temporal:
+            step = latent.temporal
+            raise UserInputError(
+                f"Frames must be {step}k+1 (1, {step + 1}, {2 * step + 1}, ..., 61, ..., 129) because the VAE "
+                f"compresses time {step}x, got {frames}. Try {_nearest(frames, step, 1, 1)}."
+            )
+
+    # Encoding -------------------------------------------------------------------------------------------
+
+    def encode_text(self, model: LoadedPipeline, prompts: list[str], secondary: list[str] | None,
+                    images: torch.Tensor | None, report_pass: Callable[[], None]) -> RowTensors:
+        """One row per prompt of the transformer's text inputs; `report_pass()` after each encoder pass."""
+        raise NotImplementedError
+
+    def text_passes(self) -> int:
+        """Encoder passes per prompt set, for progress."""
+        return 1
+
+    def encode_images(self, model: LoadedPipeline, images: torch.Tensor) -> RowTensors | None:
+        """Per-prompt inputs computed from the start images alone (an image encoder's embeddings)."""
+        return None
+
+    # Sampling -------------------------------------------------------------------------------------------
+
+    def run_inputs(self, model: LoadedPipeline, conditioning: Conditioning, rows: torch.Tensor,
+                   settings: SamplingSettings, latent_shape: tuple[int, ...]) -> RowTensors:
+        """Per-video transformer inputs, the same for every step and for both CFG halves (an embedded
+        guidance scale, image latents at the video's size)."""
+        from ..runtime.rows import RowTensors
+
+        return RowTensors({})
+
+    def predict(self, model: LoadedPipeline, latents: torch.Tensor, timestep: torch.Tensor,
+                inputs: RowTensors) -> torch.Tensor:
+        """The transformer's velocity prediction for `latents` (one row per input row)."""
+        transformer = model.pipe.transformer
+        return transformer(hidden_states=latents.to(transformer.dtype), timestep=timestep, **inputs.tensors,
+                           return_dict=False)[0]
+
+    def after_step(self, latents: torch.Tensor, inputs: RowTensors) -> torch.Tensor:
+        """Latents after a scheduler step (image-to-video families may pin the first frame here)."""
+        return latents
+
+    def guider(self, model: LoadedPipeline, settings: SamplingSettings):
+        """The diffusers guider combining conditional and unconditional predictions: classifier-free guidance
+        at `true_cfg_scale` (1 turns it off), diffusers' formula, as HunyuanVideo 1's pipeline computes it."""
+        from diffusers.guiders import ClassifierFreeGuidance
+
+        return quietly(ClassifierFreeGuidance, guidance_scale=settings.true_cfg_scale)
+
+
+def _nearest(value: int, step: int, offset: int, minimum: int) -> int:
+    """The value of the form `offset + k*step` nearest to `value` (ties round up), at least `minimum`."""
+    return max(minimum, (value - offset + step // 2) // step * step + offset)
+
+
+def quietly(guider_class, **config):
+    """A diffusers guider built without its log line: diffusers 0.42.1 warns on every guider it builds that
+    guiders are experimental, and the pack builds one per sampling run."""
+    from diffusers.utils import logging
+
+    logger = logging.get_logger("diffusers.guiders.guider_utils")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        return guider_class(**config)
+    finally:
+        logger.setLevel(level)
