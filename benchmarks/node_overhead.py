@@ -18,10 +18,8 @@ from pathlib import Path
 
 import torch
 
-from hunyuan_core.testing.random_model import (
-    RANDOM_MODEL_PROMPT_TEMPLATE,
-    save_random_model,
-)
+from hunyuan_core.testing.hunyuan_video import PROMPT_TEMPLATE
+from hunyuan_core.testing.random_models import save_random_model
 
 from .measure import environment
 
@@ -50,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
 
     diffusers_logging.disable_progress_bar()
     with tempfile.TemporaryDirectory() as root:
-        folder = save_random_model(Path(root) / "HunyuanVideo", "tiny")
+        folder = save_random_model(Path(root) / "HunyuanVideo")
         pipe = HunyuanVideoPipeline.from_pretrained(folder, use_safetensors=True)
         pipe.set_progress_bar_config(disable=True)
 
@@ -61,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
 
         def direct():
             return pipe(prompt=PROMPT, height=args.height, width=args.width, num_frames=args.frames,
-                        num_inference_steps=args.steps, prompt_template=RANDOM_MODEL_PROMPT_TEMPLATE,
+                        num_inference_steps=args.steps, prompt_template=PROMPT_TEMPLATE,
                         generator=torch.Generator().manual_seed(0), output_type="pt").frames
 
         def graph():

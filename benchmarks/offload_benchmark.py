@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from hunyuan_core.families.hunyuan_video import HUNYUAN_VIDEO
 from hunyuan_core.loading.loader import prepare_pipeline
 from hunyuan_core.offload.presets import preset_plan
 from hunyuan_core.offload.probe import peak_onloaded_bytes
@@ -30,12 +31,8 @@ from hunyuan_core.runtime.sampling import (
     initial_noise,
     sample,
 )
-from hunyuan_core.families.hunyuan_video import HUNYUAN_VIDEO
-from hunyuan_core.testing.random_model import (
-    RANDOM_MODEL_PROMPT_TEMPLATE,
-    SCALES,
-    build_random_pipeline,
-)
+from hunyuan_core.testing.hunyuan_video import SCALES
+from hunyuan_core.testing.random_models import build_random_model
 
 from .measure import PeakDeviceMemory, PeakRss, StepClock, environment, synchronize
 
@@ -179,9 +176,9 @@ def main(argv: list[str] | None = None) -> None:
     settings.validate()
     modes = [m for m in MODES if not args.modes or m.name in args.modes]
     print(f"building the {args.scale} random model ({dtype}) ...", flush=True)
-    pipe = build_random_pipeline(args.scale, dtype=dtype)
+    pipe, template = build_random_model(scale=args.scale, dtype=dtype)
     start_plan = preset_plan("none", str(device))
-    model = prepare_pipeline(pipe, HUNYUAN_VIDEO, start_plan, RANDOM_MODEL_PROMPT_TEMPLATE)
+    model = prepare_pipeline(pipe, HUNYUAN_VIDEO, start_plan, template)
 
     results = []
     with tempfile.TemporaryDirectory() as disk_folder:

@@ -23,7 +23,7 @@ from hunyuan_core.offload.presets import PRESETS, default_preset, preset_plan
 from hunyuan_core.runtime.decode import decode
 from hunyuan_core.runtime.encode import encode_prompts
 from hunyuan_core.runtime.sampling import SamplingSettings, sample
-from hunyuan_core.testing.random_model import save_random_model
+from hunyuan_core.testing.random_models import save_random_model
 
 from .measure import PeakDeviceMemory, PeakRss
 

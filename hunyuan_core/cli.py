@@ -1,7 +1,8 @@
 """Command line: `python -m hunyuan_core generate --model PATH|tiny --prompt ... --out video.webp`.
 
-`--model tiny` builds the tiny random model in a temporary folder, so a fresh machine can run the whole
-path (load, offload, encode, sample, decode, save) in seconds; its videos are noise.
+The model family comes from the folder's model_index.json. `--model tiny` (or `tiny-i2v`, ...) builds a
+tiny random model of that family in a temporary folder, so a fresh machine can run the whole path (load,
+offload, encode, sample, decode, save) in seconds; its videos are noise.
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ from pathlib import Path
 
 from .devices import default_device
 from .errors import UserInputError
+from .families import ModelFamily
+from .io.images import load_images
 from .io.video_io import FORMATS, numbered_paths, save_video
+from .loading.folder import read_model_index
 from .loading.loader import DTYPES, load_pipeline, parse_dtype
 from .offload.config import OffloadConfig, OffloadMode, OffloadPlan, describe
 from .offload.presets import PRESETS, default_preset, preset_plan
@@ -24,25 +28,34 @@ from .runtime.decode import TilingSettings, decode
 from .runtime.encode import encode_prompts
 from .runtime.sampling import SamplingSettings
 from .runtime.sampling import sample as sample_latents
-from .testing.random_model import SCALES, save_random_model
+from .spec import Role
+from .testing.random_models import RANDOM_MODELS, TINY, save_random_model
 
 TINY_DEFAULTS = {"width": 64, "height": 64, "frames": 9, "steps": 4}
+FAMILY_DEFAULTS = {"width": "width", "height": "height", "frames": "frames", "steps": "steps",
+                   "flow_shift": "flow_shift", "guidance_scale": "guidance_scale", "true_cfg_scale": "cfg_scale"}
+"""Settings whose default is the model family's (SamplingSettings field -> FamilyDefaults field)."""
 
 
 def _add_generate(subparsers) -> None:
-    parser = subparsers.add_parser("generate", help="generate videos from text")
-    parser.add_argument("--model", required=True, help="diffusers-format HunyuanVideo folder, or 'tiny'")
+    parser = subparsers.add_parser("generate", help="generate videos from text (and a start image)")
+    parser.add_argument("--model", required=True,
+                        help=f"diffusers-format model folder, or a tiny random model: {', '.join(TINY)}")
     parser.add_argument("--prompt", action="append", help="prompt (repeat for a batch)")
-    parser.add_argument("--clip-prompt", action="append", help="separate prompt for CLIP (one, or one per prompt)")
+    parser.add_argument("--clip-prompt", action="append",
+                        help="HunyuanVideo 1: separate prompt for CLIP (one, or one per prompt)")
     parser.add_argument("--negative-prompt", help="negative prompt, used when --true-cfg-scale > 1")
+    parser.add_argument("--image", action="append",
+                        help="image-to-video: start image (one for every prompt, or repeat: one per prompt)")
     defaults = SamplingSettings()
     for field in fields(SamplingSettings):
-        kind = type(getattr(defaults, field.name))
-        parser.add_argument(f"--{field.name.replace('_', '-')}", type=kind, default=None,
-                            help=f"default {getattr(defaults, field.name)}" + (" (tiny: smaller)" if field.name in TINY_DEFAULTS else ""))
+        default = "the model family's" if field.name in FAMILY_DEFAULTS else getattr(defaults, field.name)
+        parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(getattr(defaults, field.name)),
+                            default=None, help=f"default: {default}")
     parser.add_argument("--device", help="compute device (default: cuda if available, else cpu)")
     parser.add_argument("--dtype", action="append", default=[], metavar="COMPONENT=DTYPE",
-                        help=f"e.g. transformer=bf16; dtypes: {', '.join(DTYPES)}")
+                        help=f"e.g. transformer=bf16 (a component or a role: "
+                             f"{', '.join(role.value for role in Role)}); dtypes: {', '.join(DTYPES)}")
     parser.add_argument("--preset", choices=list(PRESETS),
                         help="offload preset for every component (default: balanced on a GPU, none on a CPU)")
     parser.add_argument("--offload", choices=[m.value for m in OffloadMode],
@@ -57,12 +70,15 @@ def _add_generate(subparsers) -> None:
     parser.add_argument("--out", default="video.webp", help=f"output file ({', '.join(FORMATS)}); numbered for batches")
 
 
-def _sampling_settings(args, tiny: bool) -> SamplingSettings:
+def _sampling_settings(args, family: ModelFamily, tiny: bool) -> SamplingSettings:
+    """The settings given, else the tiny model's small ones, else the family's reference values."""
     values = {}
     for field in fields(SamplingSettings):
         value = getattr(args, field.name)
-        if value is None and tiny and field.name in TINY_DEFAULTS:
-            value = TINY_DEFAULTS[field.name]
+        if value is None and tiny:
+            value = TINY_DEFAULTS.get(field.name)
+        if value is None and field.name in FAMILY_DEFAULTS:
+            value = getattr(family.defaults, FAMILY_DEFAULTS[field.name])
         if value is not None:
             values[field.name] = value
     return SamplingSettings(**values)
@@ -100,20 +116,25 @@ def _dtypes(pairs: list[str]) -> dict:
 
 
 def generate(args) -> list[Path]:
-    tiny = args.model == "tiny"
-    settings = _sampling_settings(args, tiny)
-    settings.validate()
+    tiny = args.model in TINY
     plan = _offload_plan(args)
+    images = load_images(args.image) if args.image else None
     with ExitStack() as stack:
         folder = args.model
         if tiny:
-            folder = save_random_model(stack.enter_context(tempfile.TemporaryDirectory()) + "/tiny", "tiny")
+            scratch = stack.enter_context(tempfile.TemporaryDirectory())
+            folder = save_random_model(Path(scratch) / args.model, TINY[args.model])
+        family = read_model_index(Path(folder).expanduser())
+        settings = _sampling_settings(args, family, tiny)
+        settings.validate()
+        family.check_video_size(settings.width, settings.height, settings.frames)
         model = load_pipeline(folder, _dtypes(args.dtype), plan)
         stack.callback(model.release)
-        print(f"model: {folder}\ndevice: {model.device}\noffload:\n{describe(model.offload_configs)}")
+        print(f"model: {folder} ({family.name})\ndevice: {model.device}\noffload:\n{describe(model.offload_configs)}")
         with count_onloads(model.modules) as onloads:
             conditioning = encode_prompts(
-                model, args.prompt or ["a cat walks on the grass, realistic"], args.clip_prompt, args.negative_prompt
+                model, args.prompt or ["a cat walks on the grass, realistic"], args.clip_prompt, args.negative_prompt,
+                images=images,
             )
             latents = sample_latents(model, conditioning, settings)
             videos = decode(model, latents, TilingSettings(spatial=not args.no_tiling))
@@ -132,7 +153,11 @@ def _report_onloads(hooks: dict[str, int], onloads: dict[str, int]) -> None:
 
 
 def _make_random_model(args) -> None:
-    print(f"wrote {save_random_model(args.folder, args.scale)}")
+    try:
+        folder = save_random_model(args.folder, args.family, args.scale)
+    except ValueError as error:
+        raise UserInputError(str(error)) from error
+    print(f"wrote {folder} ({RANDOM_MODELS[args.family].family}, {args.scale})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,8 +166,12 @@ def main(argv: list[str] | None = None) -> int:
     _add_generate(subparsers)
     random_model = subparsers.add_parser("make-random-model", help="save a random model as a diffusers folder")
     random_model.add_argument("folder")
-    random_model.add_argument("--scale", choices=list(SCALES), default="tiny",
-                              help="tiny: seconds on a CPU; full: the real 13B configuration (random weights)")
+    random_model.add_argument("--family", choices=list(RANDOM_MODELS), default="hunyuan-video",
+                              help="; ".join(f"{name}: {model.family}" for name, model in RANDOM_MODELS.items()))
+    scales = sorted({scale for model in RANDOM_MODELS.values() for scale in model.scales})
+    random_model.add_argument("--scale", choices=scales, default="tiny",
+                              help="tiny: seconds on a CPU; larger scales (HunyuanVideo 1: small, mid, full) have "
+                                   "the real widths, random weights")
     args = parser.parse_args(argv)
     try:
         generate(args) if args.command == "generate" else _make_random_model(args)

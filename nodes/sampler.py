@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from ..hunyuan_core.errors import UserInputError
-from ..hunyuan_core.runtime.memory_estimate import sampling_device_bytes
 from ..hunyuan_core.families import check_size_for_some_family
+from ..hunyuan_core.runtime.memory_estimate import sampling_device_bytes
 from ..hunyuan_core.runtime.sampling import MAX_SEED, SamplingSettings, sample
 from . import comfy_bridge, comfy_types
 

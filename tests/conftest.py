@@ -12,7 +12,7 @@ from helpers import generate
 from hunyuan_core.loading.loader import load_pipeline
 from hunyuan_core.runtime.encode import encode_prompts
 from hunyuan_core.runtime.sampling import SamplingSettings
-from hunyuan_core.testing.random_model import save_random_model
+from hunyuan_core.testing.random_models import save_random_model
 
 TINY_SETTINGS = SamplingSettings(width=16, height=16, frames=9, steps=2, seed=7)
 PROMPTS = ["a cat walks", "a red dog runs across the snowy field at night"]
@@ -21,7 +21,7 @@ MODEL_NAME = "HunyuanVideo-tiny"
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
-    return save_random_model(tmp_path_factory.mktemp("models") / "HunyuanVideo-tiny", "tiny")
+    return save_random_model(tmp_path_factory.mktemp("models") / "HunyuanVideo-tiny")
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from conftest import PROMPTS
 from hunyuan_core.errors import UserInputError
 from hunyuan_core.runtime.encode import encode_prompts
 
-
 EMBEDS, MASK, POOLED = "encoder_hidden_states", "encoder_attention_mask", "pooled_projections"
 
 

@@ -14,7 +14,7 @@ from hunyuan_core.loading.loader import load_pipeline
 from hunyuan_core.offload.config import OffloadConfig, OffloadPlan
 from hunyuan_core.offload.probe import count_onloads, hook_counts
 from hunyuan_core.runtime.sampling import SamplingSettings
-from hunyuan_core.testing.random_model import save_random_model
+from hunyuan_core.testing.random_models import save_random_model
 
 pytestmark = [
     pytest.mark.gpu,
@@ -38,7 +38,7 @@ STREAM_PLANS = {
 
 @pytest.fixture(scope="module")
 def small_model_dir(tmp_path_factory):
-    return save_random_model(tmp_path_factory.mktemp("gpu") / "small", "small", dtype=torch.bfloat16)
+    return save_random_model(tmp_path_factory.mktemp("gpu") / "small", scale="small", dtype=torch.bfloat16)
 
 
 def run(model_dir, config):

@@ -14,10 +14,8 @@ from helpers import generate
 from hunyuan_core.errors import UserInputError
 from hunyuan_core.loading.loader import load_pipeline, parse_dtype
 from hunyuan_core.offload.presets import preset_plan
-from hunyuan_core.testing.random_model import (
-    RANDOM_MODEL_PROMPT_TEMPLATE,
-    build_random_pipeline,
-)
+from hunyuan_core.testing.hunyuan_video import PROMPT_TEMPLATE
+from hunyuan_core.testing.random_models import build_random_model
 
 
 @pytest.fixture
@@ -31,13 +29,13 @@ def test_components_and_defaults_on_cpu(shared_model):
     assert type(pipe.text_encoder).__name__ == "LlamaModel"
     assert type(pipe.text_encoder_2).__name__ == "CLIPTextModel"
     assert set(shared_model.dtypes.values()) == {torch.float32}
-    assert shared_model.prompt_template == RANDOM_MODEL_PROMPT_TEMPLATE
+    assert shared_model.prompt_template == PROMPT_TEMPLATE
     assert pipe.tokenizer.padding_side == "right"
     assert not any(p.requires_grad for m in shared_model.modules.values() for p in m.parameters())
 
 
 def test_weights_round_trip_through_the_folder(shared_model):
-    built = build_random_pipeline("tiny")
+    built, _ = build_random_model()
     for name in ("transformer", "vae", "text_encoder", "text_encoder_2"):
         expected = getattr(built, name).state_dict()
         loaded = getattr(shared_model.pipe, name).state_dict()
@@ -45,7 +43,7 @@ def test_weights_round_trip_through_the_folder(shared_model):
 
 
 def test_tokenizers_tokenise_the_same_after_reloading(shared_model):
-    built = build_random_pipeline("tiny")
+    built, _ = build_random_model()
     text = "A cat, walking; 12 steps!"
     assert built.tokenizer(text).input_ids == shared_model.pipe.tokenizer(text).input_ids
     assert built.tokenizer_2(text).input_ids == shared_model.pipe.tokenizer_2(text).input_ids

@@ -16,8 +16,8 @@ import torch
 from conftest import MODEL_NAME, PROMPTS, TINY_SETTINGS
 from helpers import generate
 
-from hunyuan_core.offload import hooks as offload
 from hunyuan_core.errors import OutOfMemoryError, UserInputError
+from hunyuan_core.offload import hooks as offload
 from hunyuan_core.offload.hooks import offload_hooks
 from hunyuan_core.offload.presets import preset_plan
 from hunyuan_core.offload.probe import hook_counts

@@ -75,7 +75,6 @@ class ModelFamily:
     defaults: FamilyDefaults
     max_text_tokens: int  # text tokens the transformer attends over at most, for the memory estimate
     takes_image = False  # image-to-video: a start image per prompt
-    encodes_images = False  # an image encoder turns the start images into transformer inputs of their own
     secondary_prompt: str | None = None  # a second text encoder's own prompt ("CLIP"), if the family has one
     uses_embedded_guidance = False
 
@@ -132,17 +131,14 @@ class ModelFamily:
     # Encoding -------------------------------------------------------------------------------------------
 
     def encode_text(self, model: LoadedPipeline, prompts: list[str], secondary: list[str] | None,
-                    images: torch.Tensor | None, report_pass: Callable[[], None]) -> RowTensors:
-        """One row per prompt of the transformer's text inputs; `report_pass()` after each encoder pass."""
+                    images: tuple[torch.Tensor, ...] | None, report_pass: Callable[[], None]) -> RowTensors:
+        """One row per prompt of the transformer's text inputs; `report_pass()` after each encoder pass.
+        `images` are the prompts' start images (None for negative prompts) for encoders that see them."""
         raise NotImplementedError
 
     def text_passes(self) -> int:
         """Encoder passes per prompt set, for progress."""
         return 1
-
-    def encode_images(self, model: LoadedPipeline, images: torch.Tensor) -> RowTensors | None:
-        """Per-prompt inputs computed from the start images alone (an image encoder's embeddings)."""
-        return None
 
     # Sampling -------------------------------------------------------------------------------------------
 

@@ -24,17 +24,15 @@ class Conditioning:
     """Encoded prompts for one model family.
 
     `positive` and `negative` (one row per prompt; `negative` when a negative prompt was encoded) hold the
-    transformer's text inputs; `image` holds per-prompt inputs from the start images alone (the same for
-    both CFG halves), and `images` the start images themselves `[P, H, W, 3]`, which the sampler turns into
-    latents at the video's size.
+    transformer's text inputs; `images` (image-to-video) holds each prompt's start image `[H, W, 3]`, which
+    the sampler fits to the video's size and turns into the image conditioning.
     """
 
     family: str  # the pipeline class it was encoded for
     prompts: tuple[str, ...]
     positive: RowTensors
     negative: RowTensors | None = None
-    image: RowTensors | None = None
-    images: torch.Tensor | None = None
+    images: tuple[torch.Tensor, ...] | None = None
 
 
 def _as_list(prompts: str | Sequence[str] | None, what: str, count: int | None = None) -> list[str] | None:
@@ -58,13 +56,14 @@ def encode_prompts(
     clip_prompts: str | Sequence[str] | None = None,
     negative_prompts: str | Sequence[str] | None = None,
     on_pass: StepCallback | None = None,
-    images: torch.Tensor | None = None,
+    images: torch.Tensor | Sequence[torch.Tensor] | None = None,
 ) -> Conditioning:
     """Encodes prompts (and optionally a negative prompt) into CPU tensors the sampler accepts.
 
     `clip_prompts` go to the family's second text encoder (CLIP in HunyuanVideo 1) instead of the prompts
-    (one, or one per prompt); negative prompts likewise. `images` (`[1 or P, H, W, 3]` in 0..1) are the start
-    images of an image-to-video family: one for every prompt or one per prompt. `on_pass(done, total)` is
+    (one, or one per prompt); negative prompts likewise. `images` (a batch `[N, H, W, 3]` in 0..1, or a list of
+    `[H, W, 3]`) are the start images of an image-to-video family: one for every prompt or one per prompt;
+    negative prompts are encoded without them (the family decides what stands in). `on_pass(done, total)` is
     called after each encoder pass: with offloading, a pass of an 8B text encoder deserves a progress bar.
     """
     family = model.family
@@ -76,8 +75,7 @@ def encode_prompts(
         )
     negatives = _as_list(negative_prompts, "negative prompt", len(prompts))
     images = check_images(family, images, len(prompts))
-    sets = 1 if negatives is None else 2
-    total = family.text_passes() * sets + (1 if images is not None and family.encodes_images else 0)
+    total = family.text_passes() * (1 if negatives is None else 2)
     with step_progress(on_pass, total, "Encoding prompts") as report:
         passes_done = itertools.count(1)
 
@@ -85,10 +83,6 @@ def encode_prompts(
             report(next(passes_done), total)
 
         positive = family.encode_text(model, prompts, secondary, images, report_pass)
-        negative = None if negatives is None else family.encode_text(model, negatives, None, images, report_pass)
-        image = None
-        if images is not None and family.encodes_images:
-            image = family.encode_images(model, images)
-            report_pass()
+        negative = None if negatives is None else family.encode_text(model, negatives, None, None, report_pass)
     return Conditioning(family=family.spec.pipeline_class, prompts=tuple(prompts), positive=positive,
-                        negative=negative, image=image, images=images)
+                        negative=negative, images=images)

@@ -1,15 +1,21 @@
-"""Start images of image-to-video families: checked against the family and the prompts, then fitted to the
-video's size the way diffusers' pipelines fit them (scaled to cover, centre-cropped)."""
+"""Start images of image-to-video families: checked against the family and the prompts, and turned into
+the PIL images diffusers' image processors take, so that resizing and cropping are the pipelines' own."""
 
 from __future__ import annotations
 
+from typing import Sequence
+
+import numpy as np
 import torch
+from PIL import Image
 
 from ..errors import UserInputError
 
 
-def check_images(family, images: torch.Tensor | None, prompts: int) -> torch.Tensor | None:
-    """`images` (`[1 or P, H, W, 3]`, 0..1) as one float32 image per prompt, or None for a text-only family."""
+def check_images(family, images: torch.Tensor | Sequence[torch.Tensor] | None,
+                 prompts: int) -> tuple[torch.Tensor, ...] | None:
+    """One `[H, W, 3]` float image per prompt from `images` (a ComfyUI IMAGE batch `[N, H, W, 3]` or a list of
+    `[H, W, 3]`, N being 1 or the number of prompts), or None for a text-only family."""
     if not family.takes_image:
         if images is not None:
             raise UserInputError(
@@ -21,25 +27,22 @@ def check_images(family, images: torch.Tensor | None, prompts: int) -> torch.Ten
             f"{family.name} needs a start image: connect an IMAGE to the text encode node's image input "
             "(on the command line: --image PATH)."
         )
-    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[-1] not in (3, 4):
-        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise UserInputError(f"Expected start images shaped [images, height, width, 3], got {shape}.")
-    count, height, width, _ = images.shape
-    if count not in (1, prompts):
-        raise UserInputError(
-            f"Give one start image for every prompt or one per prompt ({prompts}), not {count}."
-        )
-    if height < 16 or width < 16:
-        raise UserInputError(f"The start image is {width}x{height}; use one at least 16 pixels on each side.")
-    images = images[..., :3].float().clamp(0, 1)
-    return images.expand(prompts, -1, -1, -1).contiguous() if count == 1 else images
+    images = list(images) if isinstance(images, (list, tuple)) or (
+        isinstance(images, torch.Tensor) and images.ndim == 4) else [images]
+    for image in images:
+        if not isinstance(image, torch.Tensor) or image.ndim != 3 or image.shape[-1] not in (3, 4):
+            shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+            raise UserInputError(f"Expected start images shaped [height, width, 3], got {shape}.")
+        if image.shape[0] < 16 or image.shape[1] < 16:
+            raise UserInputError(
+                f"A start image is {image.shape[1]}x{image.shape[0]} pixels; use one at least 16 on each side."
+            )
+    if len(images) not in (1, prompts):
+        raise UserInputError(f"Give one start image for every prompt or one per prompt ({prompts}), not {len(images)}.")
+    images = [image[..., :3].float().clamp(0, 1).cpu() for image in images]
+    return tuple(images * prompts if len(images) == 1 else images)
 
 
-def fit_images(images: torch.Tensor, width: int, height: int) -> torch.Tensor:
-    """`[P, H, W, 3]` images scaled to cover `width`x`height` and centre-cropped to it: `[P, 3, height, width]`."""
-    pixels = images.permute(0, 3, 1, 2)
-    scale = max(width / pixels.shape[3], height / pixels.shape[2])
-    size = (max(height, round(pixels.shape[2] * scale)), max(width, round(pixels.shape[3] * scale)))
-    pixels = torch.nn.functional.interpolate(pixels, size=size, mode="bilinear", antialias=True, align_corners=False)
-    top, left = (size[0] - height) // 2, (size[1] - width) // 2
-    return pixels[:, :, top:top + height, left:left + width]
+def to_pil(image: torch.Tensor) -> Image.Image:
+    """A `[H, W, 3]` float image in 0..1 as an 8-bit RGB PIL image (what diffusers' processors resize)."""
+    return Image.fromarray((image.numpy() * 255).round().astype(np.uint8), "RGB")
