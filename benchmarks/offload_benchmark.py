@@ -24,13 +24,13 @@ from hunyuan_core.families.hunyuan_video import HUNYUAN_VIDEO
 from hunyuan_core.loading.loader import prepare_pipeline
 from hunyuan_core.offload.presets import preset_plan
 from hunyuan_core.offload.probe import peak_onloaded_bytes
-from hunyuan_core.runtime.decode import decode
 from hunyuan_core.runtime.encode import encode_prompts
 from hunyuan_core.runtime.sampling import (
     SamplingSettings,
     initial_noise,
     sample,
 )
+from hunyuan_core.runtime.vae import decode
 from hunyuan_core.testing.hunyuan_video import SCALES
 from hunyuan_core.testing.random_models import build_random_model
 

@@ -20,9 +20,9 @@ import torch
 from hunyuan_core.devices import default_device
 from hunyuan_core.loading.loader import load_pipeline
 from hunyuan_core.offload.presets import PRESETS, default_preset, preset_plan
-from hunyuan_core.runtime.decode import decode
 from hunyuan_core.runtime.encode import encode_prompts
 from hunyuan_core.runtime.sampling import SamplingSettings, sample
+from hunyuan_core.runtime.vae import decode
 from hunyuan_core.testing.random_models import save_random_model
 
 from .measure import PeakDeviceMemory, PeakRss

@@ -13,10 +13,10 @@ from .loading.loader import load_pipeline
 from .loading.model import LoadedPipeline
 from .offload.config import OffloadConfig, OffloadMode, OffloadPlan
 from .offload.probe import count_onloads, hook_counts
-from .runtime.decode import TilingSettings, decode
 from .runtime.encode import Conditioning, encode_prompts
 from .runtime.rows import RowTensors
 from .runtime.sampling import SamplingSettings, sample
+from .runtime.vae import TilingSettings, decode
 
 __all__ = [
     "Conditioning",

@@ -23,18 +23,19 @@ from .loading.folder import read_model_index
 from .loading.loader import DTYPES, load_pipeline, parse_dtype
 from .offload.config import OffloadConfig, OffloadMode, OffloadPlan, describe
 from .offload.presets import PRESETS, default_preset, preset_plan
-from .offload.probe import count_onloads, hook_counts
-from .runtime.decode import TilingSettings, decode
+from .offload.probe import count_calls, count_onloads, hook_counts
 from .runtime.encode import encode_prompts
-from .runtime.sampling import SamplingSettings
+from .runtime.sampling import SamplingSettings, guides_some_step
 from .runtime.sampling import sample as sample_latents
+from .runtime.vae import TilingSettings, decode
 from .spec import Role
 from .testing.random_models import RANDOM_MODELS, TINY, save_random_model
 
 TINY_DEFAULTS = {"width": 64, "height": 64, "frames": 9, "steps": 4}
-FAMILY_DEFAULTS = {"width": "width", "height": "height", "frames": "frames", "steps": "steps",
-                   "flow_shift": "flow_shift", "guidance_scale": "guidance_scale", "true_cfg_scale": "cfg_scale"}
-"""Settings whose default is the model family's (SamplingSettings field -> FamilyDefaults field)."""
+FAMILY_DEFAULTS = ("width", "height", "frames", "guidance_scale")
+"""Settings whose default is the model family's reference value."""
+MODEL_DEFAULTS = ("steps", "flow_shift", "true_cfg_scale")
+"""Settings whose default is the folder's own (0 tells the core so): steps, the scheduler's shift, the guider."""
 
 
 def _add_generate(subparsers) -> None:
@@ -49,7 +50,9 @@ def _add_generate(subparsers) -> None:
                         help="image-to-video: start image (one for every prompt, or repeat: one per prompt)")
     defaults = SamplingSettings()
     for field in fields(SamplingSettings):
-        default = "the model family's" if field.name in FAMILY_DEFAULTS else getattr(defaults, field.name)
+        default = getattr(defaults, field.name)
+        if field.name in FAMILY_DEFAULTS + MODEL_DEFAULTS:
+            default = "the model family's" if field.name in FAMILY_DEFAULTS else "the model folder's"
         parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(getattr(defaults, field.name)),
                             default=None, help=f"default: {default}")
     parser.add_argument("--device", help="compute device (default: cuda if available, else cpu)")
@@ -71,14 +74,17 @@ def _add_generate(subparsers) -> None:
 
 
 def _sampling_settings(args, family: ModelFamily, tiny: bool) -> SamplingSettings:
-    """The settings given, else the tiny model's small ones, else the family's reference values."""
+    """The settings given, else the tiny model's small ones, else the family's reference values or the
+    folder's own."""
     values = {}
     for field in fields(SamplingSettings):
         value = getattr(args, field.name)
         if value is None and tiny:
             value = TINY_DEFAULTS.get(field.name)
         if value is None and field.name in FAMILY_DEFAULTS:
-            value = getattr(family.defaults, FAMILY_DEFAULTS[field.name])
+            value = getattr(family.defaults, field.name)
+        if value is None and field.name in MODEL_DEFAULTS:
+            value = 0
         if value is not None:
             values[field.name] = value
     return SamplingSettings(**values)
@@ -131,24 +137,27 @@ def generate(args) -> list[Path]:
         model = load_pipeline(folder, _dtypes(args.dtype), plan)
         stack.callback(model.release)
         print(f"model: {folder} ({family.name})\ndevice: {model.device}\noffload:\n{describe(model.offload_configs)}")
-        with count_onloads(model.modules) as onloads:
+        negative = args.negative_prompt
+        if negative is None and guides_some_step(family.guider(model, family.resolve(model, settings)), settings.steps or 1):
+            negative = ""  # guidance is on (the folder's guider, say): an empty negative prompt, as diffusers uses
+        with count_onloads(model.modules) as onloads, count_calls(model.modules) as calls:
             conditioning = encode_prompts(
-                model, args.prompt or ["a cat walks on the grass, realistic"], args.clip_prompt, args.negative_prompt,
+                model, args.prompt or ["a cat walks on the grass, realistic"], args.clip_prompt, negative,
                 images=images,
             )
             latents = sample_latents(model, conditioning, settings)
             videos = decode(model, latents, TilingSettings(spatial=not args.no_tiling))
-        _report_onloads(hook_counts(model.modules), onloads)
+        _report_onloads(hook_counts(model.modules), onloads, calls)
     paths = [save_video(video, path, args.fps) for video, path in zip(videos, numbered_paths(args.out, len(videos)))]
     for path in paths:
         print(f"wrote {path}")
     return paths
 
 
-def _report_onloads(hooks: dict[str, int], onloads: dict[str, int]) -> None:
+def _report_onloads(hooks: dict[str, int], onloads: dict[str, int], calls: dict[str, int]) -> None:
     for name, count in hooks.items():
         if count:
-            status = "ok" if onloads[name] else "NEVER ONLOADED"
+            status = "ok" if onloads[name] else "NEVER ONLOADED" if calls[name] else "not used in this run"
             print(f"offload check: {name}: {count} hooks, {onloads[name]} onloads - {status}")
 
 

@@ -40,10 +40,16 @@ class ComponentSpec:
     # ModuleLists only) is too coarse or never fires: a VAE's decode() bypasses forward(), so without
     # these names block-level offloading of the VAE never onloads anything.
     offload_block_modules: tuple[str, ...] | None = None
+    # The class it is loaded as when that differs from the folder's: Llava without its unused 1 GB head.
+    load_class: str | None = None
 
     @property
     def is_module(self) -> bool:
         return self.role is not None
+
+    @property
+    def loaded_class(self) -> str:
+        return self.load_class or self.class_names[0]
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..hunyuan_core.runtime.decode import TilingSettings, decode
+from ..hunyuan_core.runtime.vae import TilingSettings, decode
 from . import comfy_bridge, comfy_types
 
 DEFAULTS = TilingSettings()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..hunyuan_core.runtime.video_encode import encode_video
+from ..hunyuan_core.runtime.vae import encode_video
 from . import comfy_bridge, comfy_types
 from .decode import TILING_INPUTS, tiling_settings
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from hunyuan_core.runtime.decode import decode
 from hunyuan_core.runtime.encode import encode_prompts
 from hunyuan_core.runtime.sampling import sample
+from hunyuan_core.runtime.vae import decode
 
 
 def generate(model, prompts, settings, negative_prompts=None):

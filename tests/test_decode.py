@@ -7,8 +7,8 @@ import torch
 from conftest import TINY_SETTINGS
 
 from hunyuan_core.errors import UserInputError
-from hunyuan_core.runtime.decode import TilingSettings, decode
 from hunyuan_core.runtime.sampling import sample
+from hunyuan_core.runtime.vae import TilingSettings, decode
 
 
 @pytest.fixture(scope="module")

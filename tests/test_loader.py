@@ -104,7 +104,9 @@ def test_model_of_another_family(model_copy):
     check_error(
         model_copy,
         "{folder} holds a StableDiffusionPipeline model, but this loader runs HunyuanVideoPipeline "
-        "(HunyuanVideo 1 text-to-video) folders. Pick a HunyuanVideo folder.",
+        "(HunyuanVideo 1 text-to-video), HunyuanVideoImageToVideoPipeline (HunyuanVideo 1 image-to-video), "
+        "HunyuanVideo15Pipeline (HunyuanVideo 1.5 text-to-video), HunyuanVideo15ImageToVideoPipeline "
+        "(HunyuanVideo 1.5 image-to-video) folders. Pick a HunyuanVideo folder.",
     )
 
 

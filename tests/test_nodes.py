@@ -10,9 +10,9 @@ import pytest
 import torch
 from conftest import MODEL_NAME, TINY_SETTINGS
 
-from hunyuan_core.runtime.decode import decode
 from hunyuan_core.runtime.encode import encode_prompts
 from hunyuan_core.runtime.sampling import sample
+from hunyuan_core.runtime.vae import decode
 
 
 @pytest.fixture

@@ -141,8 +141,8 @@ def test_true_cfg_needs_a_negative_prompt(shared_model):
     with pytest.raises(UserInputError) as error:
         sample(shared_model, conditioning, replace(TINY_SETTINGS, true_cfg_scale=2.0))
     assert str(error.value) == (
-        "true_cfg_scale is 2.0 but no negative prompt was encoded. Encode a negative prompt (it may be empty) or "
-        "set true_cfg_scale to 1."
+        "Classifier-free guidance is on (scale 2.0) but no negative prompt was encoded. Encode a negative prompt "
+        "(it may be empty), or set true_cfg_scale to 1 to turn guidance off."
     )
 
 
@@ -155,12 +155,12 @@ def test_true_cfg_needs_a_negative_prompt(shared_model):
             {"frames": 10},
             "Frames must be 4k+1 (1, 5, 9, ..., 61, ..., 129) because the VAE compresses time 4x, got 10. Try 9.",
         ),
-        ({"steps": 0}, "Steps must be at least 1, got 0."),
+        ({"steps": -1}, "Steps must be at least 1 (or 0 for the model's default), got -1."),
         ({"videos_per_prompt": 0}, "Videos per prompt must be at least 1, got 0."),
         ({"guidance_scale": float("nan")}, "guidance_scale must be a finite number, got nan."),
         ({"true_cfg_scale": float("inf")}, "true_cfg_scale must be a finite number, got inf."),
-        ({"true_cfg_scale": 0.5}, "true_cfg_scale must be 1 (off) or more, got 0.5."),
-        ({"flow_shift": 0.0}, "flow_shift must be positive, got 0.0."),
+        ({"true_cfg_scale": 0.5}, "true_cfg_scale must be 0 (the model's default), 1 (off) or more, got 0.5."),
+        ({"flow_shift": -1.0}, "flow_shift must be positive (or 0 for the model's own), got -1.0."),
         ({"seed": -1}, "Seed must be between 0 and 18446744073709551615, got -1."),
     ],
 )

@@ -9,8 +9,8 @@ import torch
 from conftest import TINY_SETTINGS
 
 from hunyuan_core.errors import UserInputError
-from hunyuan_core.runtime.decode import TilingSettings, decode
 from hunyuan_core.runtime.encode import encode_prompts
+from hunyuan_core.runtime.rows import RowTensors
 from hunyuan_core.runtime.sampling import (
     SamplingSettings,
     _scheduler,
@@ -19,8 +19,8 @@ from hunyuan_core.runtime.sampling import (
     sample,
     sized_like,
 )
+from hunyuan_core.runtime.vae import TilingSettings, decode, encode_video
 from hunyuan_core.runtime.vae_tiles import decoder_calls, encoder_calls
-from hunyuan_core.runtime.video_encode import encode_video
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def test_start_latents_are_the_input_noised_to_the_first_step(shared_model):
     scheduler, timesteps, sigmas = _scheduler(shared_model, settings, torch.device("cpu"))
     clean = torch.randn(1, 16, 3, 2, 2)
     noise = initial_noise((16, 3, 2, 2), [5, 6])
-    start = _start_latents(shared_model, clean, noise, scheduler, timesteps[:1])
+    start = _start_latents(shared_model, clean, noise, scheduler, timesteps[:1], RowTensors({}))
     scaled = clean * shared_model.pipe.vae.config.scaling_factor
     torch.testing.assert_close(start, sigmas[0] * noise + (1 - sigmas[0]) * scaled)
 

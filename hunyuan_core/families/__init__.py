@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from .base import FamilyDefaults, LatentFormat, ModelFamily
 from .hunyuan_video import HUNYUAN_VIDEO
+from .hunyuan_video15 import HUNYUAN_VIDEO_15, HUNYUAN_VIDEO_15_I2V
+from .hunyuan_video_i2v import HUNYUAN_VIDEO_I2V
 
-FAMILIES: dict[str, ModelFamily] = {family.spec.pipeline_class: family for family in (HUNYUAN_VIDEO,)}
+FAMILIES: dict[str, ModelFamily] = {
+    family.spec.pipeline_class: family
+    for family in (HUNYUAN_VIDEO, HUNYUAN_VIDEO_I2V, HUNYUAN_VIDEO_15, HUNYUAN_VIDEO_15_I2V)
+}
 
 __all__ = ["FAMILIES", "FamilyDefaults", "LatentFormat", "ModelFamily"]
 

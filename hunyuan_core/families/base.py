@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Callable
 import torch
 
 from ..errors import UserInputError
+from ..quiet import GUIDERS, quiet
 from ..spec import PipelineSpec
 
 if TYPE_CHECKING:
@@ -55,15 +56,14 @@ class LatentFormat:
 
 @dataclass(frozen=True)
 class FamilyDefaults:
-    """The family's reference settings, for the CLI and new workflows (the folder's configs may refine them)."""
+    """The family's reference settings, for the CLI and new workflows; the flow shift and the guidance scale
+    come from the folder's scheduler and guider configs."""
 
     width: int
     height: int
     frames: int
     steps: int
-    flow_shift: float
     guidance_scale: float  # embedded guidance; ignored by families without a guidance embedding
-    cfg_scale: float  # classifier-free guidance against the negative prompt; 1 is off
 
 
 class ModelFamily:
@@ -76,14 +76,24 @@ class ModelFamily:
     max_text_tokens: int  # text tokens the transformer attends over at most, for the memory estimate
     takes_image = False  # image-to-video: a start image per prompt
     secondary_prompt: str | None = None  # a second text encoder's own prompt ("CLIP"), if the family has one
-    uses_embedded_guidance = False
 
     def prepare_pipeline(self, pipe) -> None:
         """Readies a freshly loaded diffusers pipeline (tokenizer settings, the batch-safe attention)."""
 
-    def default_prompt_template(self) -> dict | None:
+    def default_prompt_template(self, pipe) -> dict | None:
         """The text encoder's prompt template for folders without a prompt_template.json (None: none used)."""
         return None
+
+    def default_steps(self, pipe) -> int:
+        return self.defaults.steps
+
+    def resolve(self, model: LoadedPipeline, settings: SamplingSettings) -> SamplingSettings:
+        """`settings` with the model's own values where they say 0: the family's steps for this folder, the
+        folder scheduler's flow shift (classifier-free guidance at 0 is the guider's business)."""
+        from dataclasses import replace
+
+        return replace(settings, steps=settings.steps or self.default_steps(model.pipe),
+                       flow_shift=settings.flow_shift or model.pipe.scheduler.config.shift)
 
     def prompt_template_problem(self, template) -> str | None:
         """What is wrong with a folder's prompt_template.json, completing "<path> ..."; None if it is usable."""
@@ -151,14 +161,19 @@ class ModelFamily:
         return RowTensors({})
 
     def predict(self, model: LoadedPipeline, latents: torch.Tensor, timestep: torch.Tensor,
-                inputs: RowTensors) -> torch.Tensor:
-        """The transformer's velocity prediction for `latents` (one row per input row)."""
+                next_timestep: torch.Tensor, inputs: RowTensors) -> torch.Tensor:
+        """The transformer's velocity prediction for `latents` (one row per input row); `next_timestep` is
+        the step's target (0 after the last), for models distilled to jump there (MeanFlow)."""
         transformer = model.pipe.transformer
         return transformer(hidden_states=latents.to(transformer.dtype), timestep=timestep, **inputs.tensors,
                            return_dict=False)[0]
 
-    def after_step(self, latents: torch.Tensor, inputs: RowTensors) -> torch.Tensor:
-        """Latents after a scheduler step (image-to-video families may pin the first frame here)."""
+    def initial_latents(self, model: LoadedPipeline, noise: torch.Tensor, inputs: RowTensors) -> torch.Tensor:
+        """The latents the first step starts from when no input latents are given."""
+        return noise
+
+    def after_step(self, model: LoadedPipeline, latents: torch.Tensor, inputs: RowTensors) -> torch.Tensor:
+        """Latents (or the preview) after a scheduler step: image-to-video may pin the first frame here."""
         return latents
 
     def guider(self, model: LoadedPipeline, settings: SamplingSettings):
@@ -166,7 +181,7 @@ class ModelFamily:
         at `true_cfg_scale` (1 turns it off), diffusers' formula, as HunyuanVideo 1's pipeline computes it."""
         from diffusers.guiders import ClassifierFreeGuidance
 
-        return quietly(ClassifierFreeGuidance, guidance_scale=settings.true_cfg_scale)
+        return quietly(ClassifierFreeGuidance, guidance_scale=settings.true_cfg_scale or 1.0)
 
 
 def _nearest(value: int, step: int, offset: int, minimum: int) -> int:
@@ -174,15 +189,7 @@ def _nearest(value: int, step: int, offset: int, minimum: int) -> int:
     return max(minimum, (value - offset + step // 2) // step * step + offset)
 
 
-def quietly(guider_class, **config):
-    """A diffusers guider built without its log line: diffusers 0.42.1 warns on every guider it builds that
-    guiders are experimental, and the pack builds one per sampling run."""
-    from diffusers.utils import logging
-
-    logger = logging.get_logger("diffusers.guiders.guider_utils")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        return guider_class(**config)
-    finally:
-        logger.setLevel(level)
+def quietly(make_guider, **config):
+    """A diffusers guider, built without its "experimental" warning."""
+    with quiet(GUIDERS):
+        return make_guider(**config)

@@ -47,10 +47,8 @@ class HunyuanVideo(ModelFamily):
     )
     latent = LatentFormat(channels=16, spatial=8, temporal=4, patch=2, scaling_factor=0.476986,
                           comfy_format="HunyuanVideo")
-    defaults = FamilyDefaults(width=848, height=480, frames=61, steps=30, flow_shift=7.0, guidance_scale=6.0,
-                              cfg_scale=1.0)
+    defaults = FamilyDefaults(width=848, height=480, frames=61, steps=30, guidance_scale=6.0)
     secondary_prompt = "CLIP"
-    uses_embedded_guidance = True
     max_text_tokens = MAX_SEQUENCE_LENGTH
 
     def prepare_pipeline(self, pipe) -> None:
@@ -58,7 +56,7 @@ class HunyuanVideo(ModelFamily):
         pipe.tokenizer.padding_side = "right"
         install_batch_safe_attention(pipe.transformer)
 
-    def default_prompt_template(self) -> dict:
+    def default_prompt_template(self, pipe) -> dict:
         from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video import (
             DEFAULT_PROMPT_TEMPLATE,
         )

@@ -16,6 +16,7 @@ import torch
 
 from ..errors import UserInputError
 from ..families import FAMILIES, ModelFamily
+from ..quiet import GUIDERS, TRANSFORMERS, quiet
 from ..spec import ComponentSpec
 
 
@@ -70,13 +71,14 @@ def _check_component(folder: Path, index: dict, component: ComponentSpec, family
 
 
 def load_component(folder: Path, component: ComponentSpec, dtype: torch.dtype | None):
-    cls = getattr(importlib.import_module(component.library), component.class_names[0])
+    cls = getattr(importlib.import_module(component.library), component.loaded_class)
     kwargs = {}
     if component.is_module:
         dtype_kwarg = {"torch_dtype": dtype} if component.library == "diffusers" else _transformers_dtype_kwarg(dtype)
         kwargs = {"use_safetensors": True, **dtype_kwarg}
     try:
-        loaded = cls.from_pretrained(folder, subfolder=component.name, **kwargs)
+        with quiet(GUIDERS, TRANSFORMERS if component.load_class else GUIDERS):
+            loaded = cls.from_pretrained(folder, subfolder=component.name, **kwargs)
     except Exception as error:  # corrupt or truncated files surface as many exception types
         raise UserInputError(
             f"Could not load {component.name} from {folder / component.name}: {error}. The files may be "

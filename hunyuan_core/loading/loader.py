@@ -84,9 +84,12 @@ def load_pipeline(
 
 def prepare_pipeline(pipe, family: ModelFamily, offload: OffloadPlan | dict[str, OffloadConfig],
                      prompt_template: dict | None, folder: Path | None = None) -> LoadedPipeline:
-    """Readies a diffusers pipeline (loaded here, or built in memory) for the pack and applies `offload`."""
+    """Readies a diffusers pipeline (loaded here, or built in memory) for the pack and applies `offload`;
+    without a `prompt_template` the family's default serves."""
     family.check_loaded(pipe)
     family.prepare_pipeline(pipe)
+    if prompt_template is None:
+        prompt_template = family.default_prompt_template(pipe)
     loaded = LoadedPipeline(pipe=pipe, family=family, folder=folder, prompt_template=prompt_template)
     loaded.configure_offload(offload)
     return loaded

@@ -18,10 +18,10 @@ PROMPT_TEMPLATE_FILE = "prompt_template.json"
 
 
 def read_prompt_template(folder: str | Path, family: ModelFamily) -> dict | None:
-    """The folder's prompt_template.json, checked by the family; else the family's default."""
+    """The folder's prompt_template.json, checked by the family; None without one (the family's default)."""
     path = Path(folder) / PROMPT_TEMPLATE_FILE
     if not path.is_file():
-        return family.default_prompt_template()
+        return None
     try:
         template = json.loads(path.read_text())
     except (OSError, ValueError) as error:

@@ -88,3 +88,21 @@ def peak_onloaded_bytes(components: Mapping[str, torch.nn.Module]) -> Iterator[d
 
     with _wrapped_groups(components, ("onload_", "offload_"), wrap):
         yield peaks
+
+
+@contextmanager
+def count_calls(components: Mapping[str, torch.nn.Module]) -> Iterator[dict[str, int]]:
+    """Yields a dict of how many module calls ran inside each component while the body ran: a component
+    that was never called (ByT5 for a prompt without quoted text) cannot have onloaded anything."""
+    counts = {name: 0 for name in components}
+    handles = []
+    for name, module in components.items():
+        def counted(*_, name=name):
+            counts[name] += 1
+
+        handles += [submodule.register_forward_pre_hook(counted) for submodule in module.modules()]
+    try:
+        yield counts
+    finally:
+        for handle in handles:
+            handle.remove()

@@ -46,3 +46,28 @@ def check_images(family, images: torch.Tensor | Sequence[torch.Tensor] | None,
 def to_pil(image: torch.Tensor) -> Image.Image:
     """A `[H, W, 3]` float image in 0..1 as an 8-bit RGB PIL image (what diffusers' processors resize)."""
     return Image.fromarray((image.numpy() * 255).round().astype(np.uint8), "RGB")
+
+
+def fit_images(model, images: Sequence[torch.Tensor], width: int, height: int) -> list[Image.Image]:
+    """Each start image scaled to cover the video and centre-cropped to it, by the pipeline's own image
+    processor (HunyuanVideo 1.5's pipeline does exactly this; for HunyuanVideo 1 it matches Tencent's code and
+    ComfyUI, where diffusers' pipeline would stretch the image)."""
+    return [model.pipe.video_processor.resize(to_pil(image), height, width, resize_mode="crop") for image in images]
+
+
+@torch.no_grad()
+def image_latents(model, pictures: Sequence[Image.Image]) -> torch.Tensor:
+    """The fitted start images encoded by the VAE (the distribution's mode, untiled, as diffusers' pipelines
+    encode them): `[P, C, 1, h, w]` float32 latents in the sampler's scaled space, on the compute device."""
+    from .recovery import recovering
+
+    pipe, vae = model.pipe, model.pipe.vae
+    vae.disable_tiling()
+    latents = []
+    for picture in pictures:  # one at a time: the 1.5 VAE cannot encode batches (diffusers 0.42.1)
+        pixels = pipe.video_processor.preprocess(picture, picture.height, picture.width)  # [1, 3, H, W], -1..1
+        with recovering(model, ("vae",), "encoding the start image",
+                        "Use the lowest_vram offload preset for the VAE, or a smaller size."):
+            posterior = vae.encode(pixels.unsqueeze(2).to(model.device, vae.dtype)).latent_dist
+        latents.append(posterior.mode().float() * vae.config.scaling_factor)
+    return torch.cat(latents)

@@ -17,7 +17,7 @@ from ..loading.model import LoadedPipeline
 from ..offload.config import OffloadMode
 from ..offload.hooks import offload_hooks
 from ..offload.probe import group_bytes
-from .sampling import SamplingSettings, sized_like
+from .sampling import SamplingSettings, guides_some_step, sized_like
 
 ACTIVATION_COPIES = 16  # hidden-state-sized tensors alive at once in a block (MLP expansion, QKV, residuals)
 
@@ -43,7 +43,9 @@ def sampling_device_bytes(model: LoadedPipeline, settings: SamplingSettings, vid
     _, frames, height, width = model.latent.shape(settings.width, settings.height, settings.frames)
     patch = model.latent.patch
     tokens = frames * (height // patch) * (width // patch) + model.family.max_text_tokens
-    rows = videos * (2 if settings.true_cfg_scale > 1 and settings.batched_cfg else 1)
+    settings = model.family.resolve(model, settings)
+    guided = guides_some_step(model.family.guider(model, settings), settings.steps)
+    rows = videos * (2 if guided and settings.batched_cfg else 1)
     hidden = config.num_attention_heads * config.attention_head_dim
     element = torch.finfo(model.dtypes["transformer"]).bits // 8
     return transformer_device_bytes(model) + rows * tokens * hidden * element * ACTIVATION_COPIES

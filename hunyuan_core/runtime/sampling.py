@@ -37,10 +37,10 @@ class SamplingSettings:
     width: int = 848
     height: int = 480
     frames: int = 61
-    steps: int = 30
+    steps: int = 30  # 0: the model's default (HunyuanVideo 1.5: 50, 12 for a step-distilled folder)
     guidance_scale: float = 6.0  # embedded guidance (HunyuanVideo 1's distilled "CFG")
-    true_cfg_scale: float = 1.0  # > 1 runs classifier-free guidance against the negative prompt
-    flow_shift: float = 7.0
+    true_cfg_scale: float = 0.0  # classifier-free guidance against the negative prompt: 1 off, 0 the model's own
+    flow_shift: float = 7.0  # 0: the folder scheduler's
     seed: int = 0
     videos_per_prompt: int = 1
     batched_cfg: bool = True  # with CFG: conditional and unconditional rows in one transformer pass
@@ -48,17 +48,19 @@ class SamplingSettings:
 
     def validate(self) -> None:
         """Checks everything but the video size, whose rule is the model family's."""
-        if self.steps < 1:
-            raise UserInputError(f"Steps must be at least 1, got {self.steps}.")
+        if self.steps < 0:
+            raise UserInputError(f"Steps must be at least 1 (or 0 for the model's default), got {self.steps}.")
         if self.videos_per_prompt < 1:
             raise UserInputError(f"Videos per prompt must be at least 1, got {self.videos_per_prompt}.")
         for name in ("guidance_scale", "true_cfg_scale", "flow_shift", "denoise"):
             if not math.isfinite(getattr(self, name)):
                 raise UserInputError(f"{name} must be a finite number, got {getattr(self, name)}.")
-        if self.true_cfg_scale < 1:
-            raise UserInputError(f"true_cfg_scale must be 1 (off) or more, got {self.true_cfg_scale}.")
-        if self.flow_shift <= 0:
-            raise UserInputError(f"flow_shift must be positive, got {self.flow_shift}.")
+        if 0 < self.true_cfg_scale < 1 or self.true_cfg_scale < 0:
+            raise UserInputError(
+                f"true_cfg_scale must be 0 (the model's default), 1 (off) or more, got {self.true_cfg_scale}."
+            )
+        if self.flow_shift < 0:
+            raise UserInputError(f"flow_shift must be positive (or 0 for the model's own), got {self.flow_shift}.")
         if not 0 < self.denoise <= 1:
             raise UserInputError(f"denoise must be above 0 and at most 1, got {self.denoise}.")
         if not 0 <= self.seed <= MAX_SEED:
@@ -95,10 +97,11 @@ def _scheduler(model: LoadedPipeline, settings: SamplingSettings, device: torch.
 
 
 def _start_latents(model: LoadedPipeline, init_latents: torch.Tensor | None, noise: torch.Tensor, scheduler,
-                   first_timestep: torch.Tensor) -> torch.Tensor:
-    """Pure noise, or the input latents noised to the first timestep (scheduler.scale_noise)."""
+                   first_timestep: torch.Tensor, run: RowTensors) -> torch.Tensor:
+    """The family's start (noise, for image-to-video with a trace of the image), or the input latents noised
+    to the first timestep (scheduler.scale_noise)."""
     if init_latents is None:
-        return noise
+        return model.family.initial_latents(model, noise, run)
     if init_latents.shape[0] not in (1, noise.shape[0]):
         raise UserInputError(
             f"The input latent holds {init_latents.shape[0]} videos, but the sampler makes {noise.shape[0]} "
@@ -108,7 +111,7 @@ def _start_latents(model: LoadedPipeline, init_latents: torch.Tensor | None, noi
     return scheduler.scale_noise(clean.expand_as(noise), first_timestep.expand(len(noise)), noise)
 
 
-def _guided_prediction(model: LoadedPipeline, guider, latents: torch.Tensor, timestep: torch.Tensor,
+def _guided_prediction(model: LoadedPipeline, guider, latents: torch.Tensor, timesteps: tuple[torch.Tensor, torch.Tensor],
                        texts: list[RowTensors], run: RowTensors) -> torch.Tensor:
     """One transformer pass per entry of `texts`: [positive] (no CFG this step), [positive rows + negative
     rows] (batched CFG: the weights cross the bus once per step) or [positive, negative] (two passes),
@@ -119,7 +122,7 @@ def _guided_prediction(model: LoadedPipeline, guider, latents: torch.Tensor, tim
         copies = len(text) // len(latents)
         repeat = (copies,) + (1,) * (latents.ndim - 1)
         inputs = text.merge(run.repeat(copies))
-        output = family.predict(model, latents.repeat(repeat), timestep.repeat(copies), inputs)
+        output = family.predict(model, latents.repeat(repeat), *(t.repeat(copies) for t in timesteps), inputs)
         predictions.extend(output.chunk(copies))
     if len(predictions) == 1:
         return predictions[0]
@@ -127,7 +130,7 @@ def _guided_prediction(model: LoadedPipeline, guider, latents: torch.Tensor, tim
     return guider.forward(conditional, unconditional).pred
 
 
-def _guides_some_step(guider, steps: int) -> bool:
+def guides_some_step(guider, steps: int) -> bool:
     """Whether the guider runs the unconditional rows at any step (it may skip some, or all)."""
     for step in range(steps):
         guider.set_state(step=step, num_inference_steps=steps, timestep=None)
@@ -136,17 +139,17 @@ def _guides_some_step(guider, steps: int) -> bool:
     return False
 
 
-def _check_conditioning(model: LoadedPipeline, conditioning: Conditioning, uses_cfg: bool,
-                        settings: SamplingSettings) -> None:
+def _check_conditioning(model: LoadedPipeline, conditioning: Conditioning, guider, settings: SamplingSettings) -> None:
     if conditioning.family != model.spec.pipeline_class:
         raise UserInputError(
             f"These prompts were encoded for a {conditioning.family} model, but the sampler's model is "
             f"{model.family.name}. Encode them with the same model."
         )
-    if uses_cfg and conditioning.negative is None:
+    if conditioning.negative is None and guides_some_step(guider, settings.steps):
+        scale = settings.true_cfg_scale or f"{guider.guidance_scale}, the model's default"
         raise UserInputError(
-            f"true_cfg_scale is {settings.true_cfg_scale} but no negative prompt was encoded. Encode a negative "
-            "prompt (it may be empty) or set true_cfg_scale to 1."
+            f"Classifier-free guidance is on (scale {scale}) but no negative prompt was encoded. Encode a negative "
+            "prompt (it may be empty), or set true_cfg_scale to 1 to turn guidance off."
         )
 
 
@@ -170,8 +173,9 @@ def sample(
         settings = sized_like(model, settings, init_latents)
     settings.validate()
     family.check_video_size(settings.width, settings.height, settings.frames)
+    settings = family.resolve(model, settings)
     guider = family.guider(model, settings)
-    _check_conditioning(model, conditioning, _guides_some_step(guider, settings.steps), settings)
+    _check_conditioning(model, conditioning, guider, settings)
     device, dtype = model.device, model.dtypes["transformer"]
     scaling = model.latent.scaling_factor
     rows = torch.arange(len(conditioning.prompts)).repeat_interleave(settings.videos_per_prompt)
@@ -183,21 +187,23 @@ def sample(
     noise = initial_noise(shape, [settings.seed + k for k in range(batch)]).to(device)
     run = family.run_inputs(model, conditioning, rows, settings, shape)
     scheduler, timesteps, sigmas = _scheduler(model, settings, device)
-    latents = _start_latents(model, init_latents, noise, scheduler, timesteps[:1])
+    latents = _start_latents(model, init_latents, noise, scheduler, timesteps[:1], run)
 
     task = f"sampling {batch} video(s) of {settings.width}x{settings.height}, {settings.frames} frames"
     with step_progress(on_step, settings.steps, "Sampling") as report:
         for step, t in enumerate(timesteps):
-            timestep = t.expand(batch).to(latents.dtype)
+            following = timesteps[step + 1] if step + 1 < len(timesteps) else torch.zeros_like(t)
+            step_times = (t.expand(batch).to(latents.dtype), following.expand(batch).to(latents.dtype))
             guider.set_state(step=step, num_inference_steps=settings.steps, timestep=t)
             if guider.num_conditions == 1:
                 texts = [positive]
             else:
                 texts = [positive.concat(negative)] if settings.batched_cfg else [positive, negative]
             with recovering(model, ("transformer",), task, SAMPLING_ADVICE):
-                noise_pred = _guided_prediction(model, guider, latents, timestep, texts, run)
-            preview = (latents - sigmas[step] * noise_pred) / scaling  # the flow model's estimate of the result
-            latents = family.after_step(scheduler.step(noise_pred, t, latents, return_dict=False)[0], run)
+                noise_pred = _guided_prediction(model, guider, latents, step_times, texts, run)
+            estimate = family.after_step(model, latents - sigmas[step] * noise_pred, run)  # of the clean result
+            latents = family.after_step(model, scheduler.step(noise_pred, t, latents, return_dict=False)[0], run)
+            preview = estimate / scaling
             report(step + 1, settings.steps, preview)
 
     return (latents / scaling).cpu()

@@ -80,12 +80,15 @@ def build_transformer(s: ModelScale, dtype: torch.dtype, **config):
     """The HunyuanVideo 1 transformer at scale `s` (`config` changes the image-to-video variants)."""
     from diffusers import HunyuanVideoTransformer3DModel
 
-    config = dict(
-        in_channels=16, out_channels=16, num_attention_heads=s.heads, attention_head_dim=s.head_dim,
-        num_layers=s.double_blocks, num_single_layers=s.single_blocks, num_refiner_layers=s.refiner_blocks,
-        patch_size=2, patch_size_t=1, text_embed_dim=s.llama_hidden, pooled_projection_dim=s.clip_hidden,
-        rope_axes_dim=s.rope_axes, **config,
-    )
+    config = {
+        **dict(
+            in_channels=16, out_channels=16, num_attention_heads=s.heads, attention_head_dim=s.head_dim,
+            num_layers=s.double_blocks, num_single_layers=s.single_blocks, num_refiner_layers=s.refiner_blocks,
+            patch_size=2, patch_size_t=1, text_embed_dim=s.llama_hidden, pooled_projection_dim=s.clip_hidden,
+            rope_axes_dim=s.rope_axes,
+        ),
+        **config,
+    }
     return build_module(lambda: HunyuanVideoTransformer3DModel(**config), s.fast_init, dtype)
 
 

@@ -16,7 +16,8 @@ from typing import Callable
 import torch
 
 from ..loading.prompt_template import PROMPT_TEMPLATE_FILE
-from . import hunyuan_video, hunyuan_video_i2v
+from ..quiet import GUIDERS, TRANSFORMERS, quiet
+from . import hunyuan_video, hunyuan_video15, hunyuan_video_i2v
 
 
 @dataclass(frozen=True)
@@ -32,9 +33,19 @@ RANDOM_MODELS = {
                                      partial(hunyuan_video_i2v.build, variant="token_replace")),
     "hunyuan-video-i2v-33ch": RandomModel("HunyuanVideo 1 image-to-video (HunyuanVideo-I2V-33ch, latent concat)",
                                           ("tiny",), partial(hunyuan_video_i2v.build, variant="latent_concat")),
+    "hunyuan-video-1.5": RandomModel("HunyuanVideo 1.5 text-to-video", tuple(hunyuan_video15.SCALES),
+                                     partial(hunyuan_video15.build, variant="t2v")),
+    "hunyuan-video-1.5-cfg-distilled": RandomModel("HunyuanVideo 1.5 text-to-video, cfg-distilled", ("tiny",),
+                                                   partial(hunyuan_video15.build, variant="t2v_cfg_distilled")),
+    "hunyuan-video-1.5-i2v": RandomModel("HunyuanVideo 1.5 image-to-video", ("tiny",),
+                                         partial(hunyuan_video15.build, variant="i2v")),
+    "hunyuan-video-1.5-i2v-step-distilled": RandomModel("HunyuanVideo 1.5 image-to-video, step-distilled", ("tiny",),
+                                                        partial(hunyuan_video15.build, variant="i2v_step_distilled")),
 }
 
-TINY = {"tiny": "hunyuan-video", "tiny-i2v": "hunyuan-video-i2v", "tiny-i2v-33ch": "hunyuan-video-i2v-33ch"}
+TINY = {"tiny": "hunyuan-video", "tiny-i2v": "hunyuan-video-i2v", "tiny-i2v-33ch": "hunyuan-video-i2v-33ch",
+        "tiny-1.5": "hunyuan-video-1.5", "tiny-1.5-cfg-distilled": "hunyuan-video-1.5-cfg-distilled",
+        "tiny-1.5-i2v": "hunyuan-video-1.5-i2v", "tiny-1.5-i2v-step-distilled": "hunyuan-video-1.5-i2v-step-distilled"}
 """Names the CLI's --model accepts for a tiny random model, instead of a folder."""
 
 
@@ -44,7 +55,8 @@ def build_random_model(name: str = "hunyuan-video", scale: str = "tiny", seed: i
     model = RANDOM_MODELS[name]
     if scale not in model.scales:
         raise ValueError(f"{name} has the scales {', '.join(model.scales)}, not {scale!r}.")
-    return model.build(scale, seed, dtype)
+    with quiet(GUIDERS, TRANSFORMERS):  # "guiders are experimental"; "no torchvision, using the PIL processor"
+        return model.build(scale, seed, dtype)
 
 
 def save_random_model(folder: str | Path, name: str = "hunyuan-video", scale: str = "tiny", seed: int = 0,
