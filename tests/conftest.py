@@ -20,6 +20,35 @@ MODEL_NAME = "HunyuanVideo-tiny"
 
 
 @pytest.fixture(scope="session")
+def random_folder(tmp_path_factory):
+    """`random_folder(name)`: the tiny random model `name` (see RANDOM_MODELS) saved once per session."""
+    root = tmp_path_factory.mktemp("families")
+    folders = {}
+
+    def folder(name):
+        if name not in folders:
+            folders[name] = save_random_model(root / name, name)
+        return folders[name]
+
+    return folder
+
+
+@pytest.fixture(scope="session")
+def shared_family_model(random_folder):
+    """`shared_family_model(name)`: a loaded tiny model of that family, for tests that only read from it."""
+    models = {}
+
+    def model(name):
+        if name not in models:
+            models[name] = load_pipeline(random_folder(name))
+        return models[name]
+
+    yield model
+    for loaded in models.values():
+        loaded.release()
+
+
+@pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     return save_random_model(tmp_path_factory.mktemp("models") / "HunyuanVideo-tiny")
 

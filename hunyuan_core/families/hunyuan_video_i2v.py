@@ -52,7 +52,7 @@ class HunyuanVideoImageToVideo(HunyuanVideo):
         components=(
             TRANSFORMER,
             ComponentSpec("text_encoder", "transformers", ("LlavaForConditionalGeneration",), Role.TEXT_ENCODER,
-                          torch.float16, offload_block_modules=("language_model", "vision_tower", "encoder"),
+                          torch.float16, offload_block_modules=("language_model", "vision_tower", "encoder", "embed_tokens"),
                           load_class="LlavaModel"),
             ComponentSpec("tokenizer", "transformers", LLAMA_TOKENIZERS),
             CLIP_TEXT,

@@ -32,19 +32,22 @@ def group_bytes(group) -> int:
 
 @contextmanager
 def _wrapped_groups(components: Mapping[str, torch.nn.Module], methods: tuple[str, ...], wrap) -> Iterator[None]:
-    """Replaces each group's `methods` by `wrap(name, group, method_name, method)` while the body runs."""
+    """Replaces each group's `methods` by `wrap(name, group, method_name, method)` while the body runs; probes
+    nest (each restores what it found)."""
     wrapped = []
     for name, module in components.items():
         for group in {id(hook.group): hook.group for hook in offload_hooks(module)}.values():
             for method in methods:
+                wrapped.append((group, method, group.__dict__.get(method)))
                 setattr(group, method, wrap(name, group, method, getattr(group, method)))
-            wrapped.append(group)
     try:
         yield
     finally:
-        for group in wrapped:
-            for method in methods:
+        for group, method, previous in reversed(wrapped):
+            if previous is None:
                 delattr(group, method)  # drops the instance attribute; the class method shows through
+            else:
+                setattr(group, method, previous)
 
 
 @contextmanager
@@ -106,3 +109,69 @@ def count_calls(components: Mapping[str, torch.nn.Module]) -> Iterator[dict[str,
     finally:
         for handle in handles:
             handle.remove()
+
+
+@contextmanager
+def poison_offloaded(components: Mapping[str, torch.nn.Module]) -> Iterator[list[str]]:
+    """While the body runs, every floating-point weight of an offloaded group holds NaN, and its real values
+    only while its group is onloaded: a weight used without being onloaded (a device mismatch on a GPU)
+    shows as NaN even on a CPU, where onloading moves nothing. Yields the list of modules whose output held
+    NaN (filled in while the body runs), so a miss is found even where the output is never used. A weight
+    shared by several groups (tied embeddings) keeps its values while any of them is onloaded."""
+    real: dict[int, torch.Tensor] = {}
+    holders: dict[int, int] = {}  # onloaded groups holding each tensor
+    poisoned_outputs: list[str] = []
+
+    def float_tensors(group) -> list[torch.Tensor]:
+        tensors = {id(t): t for m in group.modules for t in (*m.parameters(), *m.buffers())}
+        tensors.update((id(t), t) for t in (*group.parameters, *group.buffers))
+        return [t for t in tensors.values() if t.is_floating_point()]
+
+    def poison(tensor: torch.Tensor) -> None:
+        if id(tensor) not in real:
+            real[id(tensor)] = tensor.data
+            tensor.data = torch.full_like(tensor.data, float("nan"))
+
+    def restore(tensor: torch.Tensor) -> None:
+        if id(tensor) in real:
+            tensor.data = real.pop(id(tensor))
+
+    def wrap(_name, group, method_name, method):
+        def tracked():
+            if method_name == "onload_":
+                for tensor in float_tensors(group):
+                    holders[id(tensor)] = holders.get(id(tensor), 0) + 1
+                    restore(tensor)
+                return method()
+            result = method()
+            for tensor in float_tensors(group):
+                holders[id(tensor)] = max(0, holders.get(id(tensor), 0) - 1)
+                if not holders[id(tensor)]:
+                    poison(tensor)
+            return result
+
+        return tracked
+
+    def check_output(name: str):
+        def hook(_module, _inputs, output):
+            outputs = output.values() if isinstance(output, dict) else output if isinstance(output, (tuple, list)) else [output]
+            if any(isinstance(o, torch.Tensor) and o.is_floating_point() and o.isnan().any() for o in outputs):
+                poisoned_outputs.append(name)
+
+        return hook
+
+    groups = [group for module in components.values()
+              for group in {id(hook.group): hook.group for hook in offload_hooks(module)}.values()]
+    tensors = {id(t): t for group in groups for t in float_tensors(group)}
+    handles = [submodule.register_forward_hook(check_output(f"{component}.{name}" if name else component))
+               for component, module in components.items() for name, submodule in module.named_modules()]
+    for tensor in tensors.values():
+        poison(tensor)
+    try:
+        with _wrapped_groups(components, ("onload_", "offload_"), wrap):
+            yield poisoned_outputs
+    finally:
+        for handle in handles:
+            handle.remove()
+        for tensor in tensors.values():
+            restore(tensor)
