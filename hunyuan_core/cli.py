@@ -138,7 +138,8 @@ def generate(args) -> list[Path]:
         stack.callback(model.release)
         print(f"model: {folder} ({family.name})\ndevice: {model.device}\noffload:\n{describe(model.offload_configs)}")
         negative = args.negative_prompt
-        if negative is None and guides_some_step(family.guider(model, family.resolve(model, settings)), settings.steps or 1):
+        resolved = family.resolve(model, settings)
+        if negative is None and guides_some_step(family.guider(model, resolved), resolved.steps):
             negative = ""  # guidance is on (the folder's guider, say): an empty negative prompt, as diffusers uses
         with count_onloads(model.modules) as onloads, count_calls(model.modules) as calls:
             conditioning = encode_prompts(

@@ -84,14 +84,15 @@ def progress_bar(total: int) -> StepCallback:
     return lambda done, total, *_preview: bar.update_absolute(done, total)
 
 
-def sampling_progress(total: int) -> StepCallback:
-    """ComfyUI's progress bar with a latent preview, drawn by ComfyUI's own previewer as the user set it up."""
+def sampling_progress(total: int, latent_format_name: str) -> StepCallback:
+    """ComfyUI's progress bar with a latent preview, drawn by ComfyUI's own previewer as the user set it up, for
+    the latent format of that name in comfy.latent_formats (HunyuanVideo, HunyuanVideo15)."""
     import comfy.latent_formats
     import comfy.utils
     import latent_preview
 
-    bar = comfy.utils.ProgressBar(total)
-    latent_format = comfy.latent_formats.HunyuanVideo()
+    bar = comfy.utils.ProgressBar(max(total, 1))
+    latent_format = getattr(comfy.latent_formats, latent_format_name)()
     previewer = latent_preview.get_previewer(compute_device(), latent_format)
 
     def report(done: int, total: int, preview=None) -> None:

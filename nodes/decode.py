@@ -16,9 +16,10 @@ TILING_INPUTS = {
     "tile_overlap": ("INT", {"default": DEFAULTS.tile_overlap, "min": 0, "max": 2048, "step": 8,
                              "tooltip": "Overlap between tiles in pixels, blended to hide seams."}),
     "tile_frames": ("INT", {"default": DEFAULTS.tile_frames, "min": 8, "max": 1024, "step": 4,
-                            "tooltip": "Frames processed at once; fewer uses less VRAM."}),
+                            "tooltip": "Frames processed at once; fewer uses less VRAM. HunyuanVideo 1's VAE "
+                                       "only (1.5's tiles space, not time)."}),
     "frame_overlap": ("INT", {"default": DEFAULTS.frame_overlap, "min": 0, "max": 512, "step": 4,
-                              "tooltip": "Overlap between frame chunks, blended."}),
+                              "tooltip": "Overlap between frame chunks, blended (HunyuanVideo 1's VAE)."}),
 }
 """The tiling widgets shared by the decode and VAE encode nodes, in TilingSettings' field order."""
 
@@ -49,7 +50,8 @@ class HunyuanDiffusersDecode:
         return {
             "required": {
                 "model": comfy_types.VAE_MODEL_INPUT,
-                "latent": ("LATENT", {"tooltip": "HunyuanVideo latents, e.g. from the HunyuanVideo sampler."}),
+                "latent": ("LATENT", {"tooltip": "Latents of the model's family, e.g. from the HunyuanVideo "
+                                                 "sampler."}),
                 **TILING_INPUTS,
             }
         }

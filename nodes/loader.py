@@ -18,9 +18,10 @@ def _dtype_input(default: str) -> tuple:
 
 class HunyuanDiffusersLoader:
     DESCRIPTION = (
-        "Loads a diffusers-format HunyuanVideo folder (transformer, Llama and CLIP text encoders, VAE) and "
-        "applies group offloading to every component. Changing only the offload settings reuses the loaded "
-        "weights; choosing another model releases the previous one first."
+        "Loads a diffusers-format HunyuanVideo folder: HunyuanVideo 1 text- or image-to-video, or HunyuanVideo 1.5 "
+        "text- or image-to-video (distilled variants included); its model_index.json says which. Applies group "
+        "offloading to every component (transformer, text encoders, image encoder, VAE). Changing only the "
+        "offload settings reuses the loaded weights; choosing another model releases the previous one first."
     )
     CATEGORY = comfy_types.CATEGORY
     RETURN_TYPES = (comfy_types.MODEL,)
@@ -35,7 +36,8 @@ class HunyuanDiffusersLoader:
                 "model": (
                     comfy_bridge.model_folder_names(),
                     {"tooltip": "A HunyuanVideo folder with model_index.json under ComfyUI/models/diffusers "
-                                "(e.g. hunyuanvideo-community/HunyuanVideo)."},
+                                "(e.g. hunyuanvideo-community/HunyuanVideo, HunyuanVideo-I2V, "
+                                "HunyuanVideo-1.5-Diffusers-480p_t2v)."},
                 ),
                 "transformer_dtype": _dtype_input("bf16"),
                 "text_encoder_dtype": _dtype_input("fp16"),

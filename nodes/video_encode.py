@@ -9,13 +9,14 @@ from .decode import TILING_INPUTS, tiling_settings
 
 class HunyuanDiffusersVAEEncode:
     DESCRIPTION = (
-        "Encodes video frames with the model's VAE into a native HunyuanVideo LATENT (tiled, with progress). "
+        "Encodes video frames with the model's VAE into a native LATENT of its family (tiled, with progress). "
         "Feed it to the sampler's latent input with denoise below 1 for video-to-video."
     )
     CATEGORY = comfy_types.CATEGORY
     RETURN_TYPES = ("LATENT",)
     RETURN_NAMES = ("latent",)
-    OUTPUT_TOOLTIPS = ("One video's latents [1, 16, (frames-1)/4+1, height/8, width/8].",)
+    OUTPUT_TOOLTIPS = ("One video's latents: HunyuanVideo 1 [1, 16, (frames-1)/4+1, height/8, width/8], 1.5 "
+                       "[1, 32, (frames-1)/4+1, height/16, width/16].",)
     FUNCTION = "encode"
 
     @classmethod
@@ -31,4 +32,4 @@ class HunyuanDiffusersVAEEncode:
 
     def encode(self, model, frames, **tiling):
         latents = encode_video(model, frames.unsqueeze(0), tiling_settings(**tiling), comfy_bridge.progress_bar(1))
-        return ({"samples": latents},)
+        return ({"samples": latents, "downscale_ratio_spacial": model.latent.spatial},)

@@ -38,9 +38,17 @@ class HunyuanVideoLatentFormat:
     """ComfyUI's HunyuanVideo latent format: the sampler works on latents times this scale."""
 
     scale_factor = 0.476986
+    latent_channels = 16
 
     def process_in(self, latent):
         return latent * self.scale_factor
+
+
+class HunyuanVideo15LatentFormat(HunyuanVideoLatentFormat):
+    """ComfyUI's HunyuanVideo15 latent format (comfy/latent_formats.py, current ComfyUI)."""
+
+    scale_factor = 1.03682
+    latent_channels = 32
 
 
 class Previewer:
@@ -83,6 +91,7 @@ def install(diffusers_paths: list[str]) -> None:
     utils.ProgressBar = ProgressBar
     latent_formats = types.ModuleType("comfy.latent_formats")
     latent_formats.HunyuanVideo = HunyuanVideoLatentFormat
+    latent_formats.HunyuanVideo15 = HunyuanVideo15LatentFormat
     comfy.model_management, comfy.utils, comfy.latent_formats = management, utils, latent_formats
     previews = types.ModuleType("latent_preview")
     previews.get_previewer = lambda device, latent_format: Previewer()

@@ -17,6 +17,9 @@ from hunyuan_core.testing.random_models import save_random_model
 TINY_SETTINGS = SamplingSettings(width=16, height=16, frames=9, steps=2, seed=7)
 PROMPTS = ["a cat walks", "a red dog runs across the snowy field at night"]
 MODEL_NAME = "HunyuanVideo-tiny"
+FAMILY_FOLDERS = {"HunyuanVideo-I2V-tiny": "hunyuan-video-i2v", "HunyuanVideo-1.5-tiny": "hunyuan-video-1.5",
+                  "HunyuanVideo-1.5-I2V-tiny": "hunyuan-video-1.5-i2v"}
+"""The other families' folders in the ComfyUI models folder, by folder name."""
 
 
 @pytest.fixture(scope="session")
@@ -84,10 +87,12 @@ def reference(tiny_model_dir):
 
 
 @pytest.fixture(scope="session")
-def models_root(tiny_model_dir, tmp_path_factory):
-    """A ComfyUI models/diffusers folder: the tiny HunyuanVideo and a folder of another model family."""
+def models_root(tiny_model_dir, random_folder, tmp_path_factory):
+    """A ComfyUI models/diffusers folder: a tiny model of every family and a folder of another model family."""
     root = tmp_path_factory.mktemp("comfy_models")
     shutil.copytree(tiny_model_dir, root / MODEL_NAME)
+    for folder, name in FAMILY_FOLDERS.items():
+        shutil.copytree(random_folder(name), root / folder)
     other = root / "sd15"
     other.mkdir()
     (other / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))

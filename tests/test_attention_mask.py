@@ -99,3 +99,42 @@ def test_loader_installs_the_processor_on_every_hunyuan_attention(shared_model):
     hunyuan = [p for p in processors.values() if isinstance(p, HunyuanVideoAttnProcessor2_0)]
     assert hunyuan and all(isinstance(p, BatchSafeHunyuanVideoAttnProcessor) for p in hunyuan)
     assert install_batch_safe_attention(shared_model.modules["transformer"]) == 0
+
+
+@pytest.fixture
+def attention_inputs_15():
+    from diffusers.models.transformers.transformer_hunyuan_video15 import HunyuanVideo15TransformerBlock
+
+    torch.manual_seed(0)
+    block = HunyuanVideo15TransformerBlock(num_attention_heads=3, attention_head_dim=4, mlp_ratio=2.0).eval()
+    return block.attn, torch.randn(2, LATENT_TOKENS, 12), torch.randn(2, TEXT_TOKENS, 12)
+
+
+def text_key_padding(batch_valid):
+    return torch.arange(TEXT_TOKENS)[None, :] < torch.tensor(batch_valid)[:, None]  # [B, text], as 1.5 passes it
+
+
+def test_hunyuan_video15_key_padding_mask_matches_diffusers_pair_mask(attention_inputs_15):
+    """diffusers builds a [B, 1, N, N] pair mask per call (GBs at real sizes); the pack passes [B, 1, 1, N]:
+    the video tokens and the valid text tokens come out the same, for a batch of different text lengths and
+    for any mask shape it is handed ([B, L], [B, L, L], [B, 1, L, L])."""
+    from diffusers.models.transformers.transformer_hunyuan_video15 import HunyuanVideo15AttnProcessor2_0
+
+    from hunyuan_core.runtime.attention_mask import BatchSafeHunyuanVideo15AttnProcessor
+
+    keys = text_key_padding(VALID_TEXT)
+    reference = run(HunyuanVideo15AttnProcessor2_0(), attention_inputs_15, keys)
+    pair = keys[:, None, :] & keys[:, :, None]
+    for mask in (keys, pair, pair[:, None]):
+        latents, text = run(BatchSafeHunyuanVideo15AttnProcessor(), attention_inputs_15, mask)
+        torch.testing.assert_close(latents, reference[0], rtol=0, atol=1e-6)
+        for row, valid in enumerate(VALID_TEXT):
+            torch.testing.assert_close(text[row, :valid], reference[1][row, :valid], rtol=0, atol=1e-6)
+
+
+def test_loader_installs_the_15_processor(shared_family_model):
+    from hunyuan_core.runtime.attention_mask import BatchSafeHunyuanVideo15AttnProcessor
+
+    processors = shared_family_model("hunyuan-video-1.5").modules["transformer"].attn_processors
+    blocks = [p for name, p in processors.items() if name.startswith("transformer_blocks")]
+    assert blocks and all(isinstance(p, BatchSafeHunyuanVideo15AttnProcessor) for p in blocks)

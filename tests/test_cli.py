@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from PIL import Image
 
 from hunyuan_core.cli import main
@@ -21,6 +22,23 @@ def test_generate_with_the_tiny_model(tmp_path, capsys):
     for index in range(2):
         with Image.open(tmp_path / f"video_{index}.webp") as image:
             assert (image.n_frames, image.size) == (9, (64, 64))
+
+
+@pytest.mark.parametrize("model", ["tiny-i2v", "tiny-i2v-33ch", "tiny-1.5", "tiny-1.5-i2v",
+                                   "tiny-1.5-i2v-step-distilled"])
+def test_every_family_generates_end_to_end(tmp_path, capsys, model):
+    out = tmp_path / "video.webp"
+    image = tmp_path / "start.png"
+    Image.new("RGB", (80, 48), (200, 30, 30)).save(image)
+    arguments = ["generate", "--model", model, "--prompt", 'a sign "HI"', "--offload", "leaf_level", "--out", str(out)]
+    code = main(arguments + (["--image", str(image)] if "i2v" in model else []))
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    checks = [line for line in printed.splitlines() if line.startswith("offload check: ")]
+    assert len(checks) == (5 if model.startswith("tiny-1.5-i2v") else 4)
+    assert all(line.endswith(" ok") for line in checks), checks
+    with Image.open(out) as video:
+        assert (video.n_frames, video.size) == (9, (64, 64))
 
 
 def test_bad_input_exits_2_with_the_reason(tmp_path, capsys):

@@ -8,7 +8,7 @@ import inspect
 import comfy_stubs
 import pytest
 import torch
-from conftest import MODEL_NAME, TINY_SETTINGS
+from conftest import FAMILY_FOLDERS, MODEL_NAME, TINY_SETTINGS
 
 from hunyuan_core.runtime.encode import encode_prompts
 from hunyuan_core.runtime.sampling import sample
@@ -56,8 +56,41 @@ def test_every_node_is_fully_declared(pack):
         assert named <= set(inputs) and (takes_rest or named == set(inputs)), name
 
 
-def test_loader_lists_only_hunyuan_video_folders(pack):
-    assert pack.NODE_CLASS_MAPPINGS["HunyuanDiffusersLoader"].INPUT_TYPES()["required"]["model"][0] == [MODEL_NAME]
+def test_loader_lists_every_family_and_nothing_else(pack):
+    listed = pack.NODE_CLASS_MAPPINGS["HunyuanDiffusersLoader"].INPUT_TYPES()["required"]["model"][0]
+    assert listed == sorted([MODEL_NAME, *FAMILY_FOLDERS])
+
+
+@pytest.mark.parametrize("folder", list(FAMILY_FOLDERS))
+def test_the_same_nodes_run_every_family(pack, nodes, folder):
+    """Loader, text encode (with the start image for image-to-video), sampler with a preview in the family's
+    latent format, decode and VAE encode; the latent carries the family's layout and scale ratio."""
+    model = nodes["HunyuanDiffusersLoader"].load(folder, "auto", "auto", "auto")[0]
+    image = torch.rand(1, 40, 56, 3) if model.family.takes_image else None
+    conditioning = nodes["HunyuanDiffusersTextEncode"].encode(model, 'a cat "HI"\na dog', "one prompt per line",
+                                                              "", "", image=image)[0]
+    comfy_stubs.Previewer.seen = []
+    latent = nodes["HunyuanDiffusersSampler"].sample(model, conditioning,
+                                                     **sampler_inputs(width=32, height=32, true_cfg_scale=0.0))[0]
+    spatial = model.latent.spatial
+    assert latent["samples"].shape == (2, model.latent.channels, 3, 32 // spatial, 32 // spatial)
+    assert latent["downscale_ratio_spacial"] == spatial
+    scale = comfy_stubs.HunyuanVideo15LatentFormat.scale_factor if spatial == 16 else 0.476986
+    assert len(comfy_stubs.Previewer.seen) == TINY_SETTINGS.steps
+    frames, videos = nodes["HunyuanDiffusersDecode"].decode(model, latent, **TILING)
+    assert frames.shape == (2 * 9, 32, 32, 3) and len(videos) == 2
+    encoded = nodes["HunyuanDiffusersVAEEncode"].encode(model, videos[0], **TILING)[0]
+    assert encoded["samples"].shape == latent["samples"][:1].shape
+    assert model.latent.scaling_factor == scale
+
+
+def test_an_empty_latent_of_the_other_family_gives_only_the_size(nodes):
+    """As ComfyUI adapts an EmptyHunyuanLatentVideo for a HunyuanVideo 1.5 model."""
+    model = nodes["HunyuanDiffusersLoader"].load("HunyuanVideo-1.5-tiny", "auto", "auto", "auto")[0]
+    conditioning = nodes["HunyuanDiffusersTextEncode"].encode(model, "a cat", "single prompt", "", "")[0]
+    empty_v1 = {"samples": torch.zeros(1, 16, 3, 6, 4), "downscale_ratio_spacial": 8}
+    latent = nodes["HunyuanDiffusersSampler"].sample(model, conditioning, **sampler_inputs(), latent=empty_v1)[0]
+    assert latent["samples"].shape == (1, 32, 3, 3, 2)
 
 
 def test_the_whole_chain_matches_the_core(pack, nodes, tiny_model_dir):

@@ -102,7 +102,8 @@ class HunyuanVideo(ModelFamily):
 def text_rows(embeds: torch.Tensor, mask: torch.Tensor, pooled: torch.Tensor) -> RowTensors:
     """The v1 transformer's text inputs, on the CPU."""
     return RowTensors(
-        {"encoder_hidden_states": embeds.cpu(), "encoder_attention_mask": mask.cpu(), "pooled_projections": pooled.cpu()},
+        {"encoder_hidden_states": embeds.cpu(), "encoder_attention_mask": mask.cpu(),
+         "pooled_projections": pooled.cpu()},
         masks={"encoder_hidden_states": "encoder_attention_mask"},
     )
 

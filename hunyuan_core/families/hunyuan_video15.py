@@ -65,7 +65,8 @@ class HunyuanVideo15(ModelFamily):
     def prompt_template_problem(self, template) -> str | None:
         if not isinstance(template, dict) or not all(isinstance(template.get(k), t) for k, t in TEMPLATE_KEYS.items()):
             return f"must hold an object with {', '.join(f'{k} ({t.__name__})' for k, t in TEMPLATE_KEYS.items())}."
-        if template["crop_start"] < 0 or min(template[k] for k in ("max_length", "byt5_max_length", "image_tokens")) < 1:
+        lengths = (template["max_length"], template["byt5_max_length"], template["image_tokens"])
+        if template["crop_start"] < 0 or min(lengths) < 1:
             return "must give a non-negative crop_start and positive lengths."
         return None
 

@@ -42,6 +42,9 @@ MAX_SEQUENCE_LENGTH = 256
 HIDDEN_LAYERS_TO_SKIP = 2
 IMAGE_TOKEN_STRIDE = {"token_replace": 4, "latent_concat": 2}  # every k-th image token is kept, as diffusers does
 RESERVED_TOKENS = ("<image>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|begin_of_text|>")
+# Llava's layers as groups, and its token embedding as a group of its own: LlavaModel.forward uses the embedding
+# before its language model's forward (which would onload it) runs: used while offloaded, a device mismatch.
+LLAVA_BLOCKS = ("language_model", "vision_tower", "encoder", "embed_tokens")
 IMAGE_NOISE_LEVEL = 0.999  # start latents: noise * 0.999 + image latent * 0.001, as the pipeline mixes them
 
 
@@ -52,7 +55,7 @@ class HunyuanVideoImageToVideo(HunyuanVideo):
         components=(
             TRANSFORMER,
             ComponentSpec("text_encoder", "transformers", ("LlavaForConditionalGeneration",), Role.TEXT_ENCODER,
-                          torch.float16, offload_block_modules=("language_model", "vision_tower", "encoder", "embed_tokens"),
+                          torch.float16, offload_block_modules=LLAVA_BLOCKS,
                           load_class="LlavaModel"),
             ComponentSpec("tokenizer", "transformers", LLAMA_TOKENIZERS),
             CLIP_TEXT,

@@ -21,6 +21,8 @@ def load_images(paths: list[str | Path]) -> list[torch.Tensor]:
         except FileNotFoundError:
             raise UserInputError(f"Image not found: {path}.") from None
         except (UnidentifiedImageError, OSError) as error:
-            raise UserInputError(f"Could not read {path} as an image ({error}). Use a PNG, JPEG or WebP file.") from error
+            raise UserInputError(
+                f"Could not read {path} as an image ({error}). Use a PNG, JPEG or WebP file."
+            ) from error
         images.append(torch.from_numpy(pixels))
     return images

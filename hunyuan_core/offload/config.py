@@ -57,7 +57,9 @@ class OffloadConfig:
                 "CPU. Turn use_stream off, or run on a GPU."
             )
         if self.record_stream and not self.use_stream:
-            raise UserInputError(f"{where}: record_stream only works together with use_stream. Turn one on or both off.")
+            raise UserInputError(
+                f"{where}: record_stream only works together with use_stream. Turn one on or both off."
+            )
         if self.use_stream and not device_has_streams(onload_type):
             raise UserInputError(
                 f"{where}: the onload device {self.onload_device} has no streams. Turn use_stream off."

@@ -69,7 +69,8 @@ def remove_offload(module: torch.nn.Module, park_device: str | torch.device = "c
     from diffusers.hooks import HookRegistry
 
     hooks = offload_hooks(module)
-    for stream in {id(hook.group.stream): hook.group.stream for hook in hooks if hook.group.stream is not None}.values():
+    streams = {id(hook.group.stream): hook.group.stream for hook in hooks if hook.group.stream is not None}
+    for stream in streams.values():
         stream.synchronize()  # a prefetch may still be copying (a failure mid-forward): let it land first
     _restore_from_disk(hooks)
     registry = HookRegistry.check_if_exists_or_initialize(module)
@@ -142,7 +143,8 @@ def _fresh_disk_folder(parent: Path, component: str) -> str:
     return tempfile.mkdtemp(prefix=f"{DISK_FOLDER_PREFIX}{component}-pid{os.getpid()}-", dir=parent)
 
 
-def apply_component_offload(name: str, module: torch.nn.Module, config: OffloadConfig, spec: PipelineSpec) -> str | None:
+def apply_component_offload(name: str, module: torch.nn.Module, config: OffloadConfig,
+                            spec: PipelineSpec) -> str | None:
     """Hooks one component that has no offload hooks; returns the disk folder it created, if any."""
     from diffusers.hooks import apply_group_offloading
 

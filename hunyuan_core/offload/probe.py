@@ -154,7 +154,10 @@ def poison_offloaded(components: Mapping[str, torch.nn.Module]) -> Iterator[list
 
     def check_output(name: str):
         def hook(_module, _inputs, output):
-            outputs = output.values() if isinstance(output, dict) else output if isinstance(output, (tuple, list)) else [output]
+            if isinstance(output, dict):
+                outputs = list(output.values())
+            else:
+                outputs = output if isinstance(output, (tuple, list)) else [output]
             if any(isinstance(o, torch.Tensor) and o.is_floating_point() and o.isnan().any() for o in outputs):
                 poisoned_outputs.append(name)
 

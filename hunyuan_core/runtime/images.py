@@ -32,7 +32,9 @@ def check_images(family, images: torch.Tensor | Sequence[torch.Tensor] | None,
     for image in images:
         if not isinstance(image, torch.Tensor) or image.ndim != 3 or image.shape[-1] not in (3, 4):
             shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
-            raise UserInputError(f"Expected start images shaped [height, width, 3], got {shape}.")
+            raise UserInputError(
+                f"Expected start images shaped [images, height, width, 3] or [height, width, 3], got {shape}."
+            )
         if image.shape[0] < 16 or image.shape[1] < 16:
             raise UserInputError(
                 f"A start image is {image.shape[1]}x{image.shape[0]} pixels; use one at least 16 on each side."

@@ -111,7 +111,8 @@ def _start_latents(model: LoadedPipeline, init_latents: torch.Tensor | None, noi
     return scheduler.scale_noise(clean.expand_as(noise), first_timestep.expand(len(noise)), noise)
 
 
-def _guided_prediction(model: LoadedPipeline, guider, latents: torch.Tensor, timesteps: tuple[torch.Tensor, torch.Tensor],
+def _guided_prediction(model: LoadedPipeline, guider, latents: torch.Tensor,
+                       timesteps: tuple[torch.Tensor, torch.Tensor],
                        texts: list[RowTensors], run: RowTensors) -> torch.Tensor:
     """One transformer pass per entry of `texts`: [positive] (no CFG this step), [positive rows + negative
     rows] (batched CFG: the weights cross the bus once per step) or [positive, negative] (two passes),
