@@ -2,9 +2,11 @@
 
     python tests/run_in_comfyui.py --server http://127.0.0.1:8188 [--only text_to_video] [--timeout 1800]
 
-The server needs this pack in custom_nodes and a HunyuanVideo folder named `HunyuanVideo` under
-models/diffusers (`python -m hunyuan_core make-random-model ComfyUI/models/diffusers/HunyuanVideo`
-makes a tiny one); the native-decode workflow also needs models/vae/hunyuan_video_vae_bf16.safetensors.
+The server needs this pack in custom_nodes and, under models/diffusers, the folders the workflows name:
+`HunyuanVideo`, `HunyuanVideo-I2V`, `HunyuanVideo-1.5-480p_t2v`, `HunyuanVideo-1.5-480p_i2v` (tiny ones:
+`python -m hunyuan_core make-random-model ComfyUI/models/diffusers/NAME --family hunyuan-video[-i2v|-1.5|-1.5-i2v]`);
+the native-decode workflow also needs models/vae/hunyuan_video_vae_bf16.safetensors, the image-to-video ones
+ComfyUI's input/example.png.
 Each workflow is converted with the server's own node declarations, queued, and waited for; the script
 prints each result and exits non-zero if any failed.
 """

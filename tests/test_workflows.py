@@ -26,7 +26,12 @@ REPO = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted((REPO / "example_workflows").glob("*.json"))
 DATA = Path(__file__).parent / "data"
 INTERFACE_FILE = DATA / "node_interface.json"
-FILE_CHOICES = {("HunyuanDiffusersLoader", "model"), ("VAELoader", "vae_name")}  # lists of files on the machine
+FILE_CHOICES = {("HunyuanDiffusersLoader", "model"), ("VAELoader", "vae_name"), ("LoadImage", "image")}
+"""Lists of files on the machine."""
+MODEL_FOLDERS = {"hunyuanvideo15_text_to_video": "HunyuanVideo-1.5-480p_t2v",
+                 "hunyuanvideo15_image_to_video": "HunyuanVideo-1.5-480p_i2v",
+                 "hunyuanvideo_image_to_video": "HunyuanVideo-I2V"}
+"""The model folder each workflow expects (the others: HunyuanVideo)."""
 
 
 def our_declarations(pack) -> dict:
@@ -55,6 +60,9 @@ def test_there_are_the_promised_workflows():
         "hunyuanvideo_low_vram",
         "hunyuanvideo_video_to_video",
         "hunyuanvideo_native_latent_and_decode",
+        "hunyuanvideo_image_to_video",
+        "hunyuanvideo15_text_to_video",
+        "hunyuanvideo15_image_to_video",
     }
 
 
@@ -96,7 +104,7 @@ def test_workflow_links_match_the_sockets(path, declarations):
 def test_workflow_converts_to_a_prompt_for_the_server(path, declarations):
     prompt = to_api_prompt(json.loads(path.read_text()), declarations)
     loaders = [n for n in prompt.values() if n["class_type"] == "HunyuanDiffusersLoader"]
-    assert [n["inputs"]["model"] for n in loaders] == ["HunyuanVideo"]
+    assert [n["inputs"]["model"] for n in loaders] == [MODEL_FOLDERS.get(path.stem, "HunyuanVideo")]
 
 
 def interface(pack) -> dict:

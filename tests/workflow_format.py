@@ -21,6 +21,10 @@ def is_widget(spec) -> bool:
 
 
 def has_control_value(name: str, spec) -> bool:
+    """A seed-like INT is followed by its "control after generate" value; an upload combo (LoadImage's) by the
+    upload button's."""
+    if _options(spec).get("image_upload"):
+        return True
     return spec[0] == "INT" and (name in ("seed", "noise_seed") or bool(_options(spec).get("control_after_generate")))
 
 
