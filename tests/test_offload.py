@@ -255,3 +255,20 @@ def test_the_vram_estimate_covers_the_weights_the_hooks_really_onload(model, nam
         largest = max(map(tensor_bytes, blocks))
         assert peaks["transformer"] == outside_blocks + largest, "on a CPU: what is not a block, plus one block"
         assert estimate == outside_blocks + 2 * largest, "on a GPU one more block is in flight"
+
+
+def test_modifying_a_component_reapplies_its_offloading_the_packs_way(model, reference, tmp_path):
+    """While the body runs the component has no hooks and real weights; afterwards the same settings are
+    applied again (fresh disk folder, hooks that fire) and the output is unchanged."""
+    config = OffloadConfig(mode="leaf_level", disk_folder=str(tmp_path))
+    model.configure_offload(uniform(model, config))
+    folders_before = set(tmp_path.iterdir())
+    with model.modifying(("transformer",)) as modules:
+        transformer = modules["transformer"]
+        assert hook_counts({"t": transformer}) == {"t": 0}
+        assert all(torch.isfinite(p).all() for p in transformer.parameters()), "real weights, not placeholders"
+    assert model.offload_configs["transformer"] == config
+    assert hook_counts(model.modules)["transformer"] > 0
+    assert len(set(tmp_path.iterdir())) == len(folders_before) and set(tmp_path.iterdir()) != folders_before
+    latents, frames = generate(model, PROMPTS, TINY_SETTINGS)
+    assert torch.equal(latents, reference[0]) and torch.equal(frames, reference[1])

@@ -7,9 +7,10 @@ sample, decode, reconfigure, release) can read them instead of guessing.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 
@@ -88,6 +89,23 @@ class LoadedPipeline:
         for name in components:
             if configs[name].mode != OffloadMode.NONE:
                 self._offload.apply(name, self.modules[name], configs[name])
+
+    @contextmanager
+    def modifying(self, components: Sequence[str]) -> Iterator[dict[str, torch.nn.Module]]:
+        """Takes the offload hooks off `components` while the body changes their weights or modules (LoRA,
+        fp8 storage), then applies the same settings again, the pack's own way (one copy per tensor, pinning,
+        fresh disk folders): hooks are never left stale on changed weights, and diffusers' own re-hooking
+        (which LoRA loading would do) never happens. Yields the modules, their weights on the offload device."""
+        self.offload_configs  # noqa: B018 - raises for a released model
+        modules = self.modules
+        detached = {}
+        try:
+            for name in components:
+                detached[name] = self._offload.detach(name, modules[name])
+            yield {name: modules[name] for name in components}
+        finally:
+            for name, config in detached.items():
+                self._offload.apply(name, modules[name], config)
 
     def detach_offload(self) -> None:
         """Removes the pack's offloading: hooks gone, weights parked on the CPU, disk offload files deleted."""

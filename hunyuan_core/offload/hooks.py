@@ -102,6 +102,14 @@ class AppliedOffload:
             self.disk_folders[name] = folder
         self.configs[name] = config
 
+    def detach(self, name: str, module: torch.nn.Module) -> OffloadConfig:
+        """Takes one component's hooks off (its weights read back and parked on the offload device, its disk
+        files deleted); returns the settings it had, for `apply` to restore."""
+        config = self.configs.pop(name)
+        remove_offload(module, config.offload_device)
+        self.cleanup((name,))
+        return config
+
     def cleanup(self, components: tuple[str, ...] | None = None) -> None:
         """Deletes the disk offload files of `components` (default: all)."""
         for name in list(components or self.disk_folders):
