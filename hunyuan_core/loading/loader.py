@@ -14,6 +14,10 @@ from ..families import ModelFamily
 from ..offload.config import OffloadConfig, OffloadPlan, onload_device
 from ..progress import StepCallback
 from ..spec import PipelineSpec
+from ..speed.attention import check_backend
+from ..speed.compile import check_compile, compile_blocks
+from ..speed.settings import SpeedSettings
+from ..speed.storage import fp8_components, store_in_fp8
 from .folder import load_component, read_model_index
 from .model import LoadedPipeline
 from .prompt_template import read_prompt_template
@@ -54,6 +58,7 @@ def load_pipeline(
     dtypes: Mapping[str, torch.dtype] | None = None,
     offload: OffloadPlan | None = None,
     on_step: StepCallback | None = None,
+    speed: SpeedSettings | None = None,
 ) -> LoadedPipeline:
     """Loads the model folder (its family from model_index.json) and applies `offload` (default: everything
     on the best device).
@@ -68,6 +73,8 @@ def load_pipeline(
     if offload is None:
         offload = OffloadPlan.uniform(OffloadConfig(onload_device=str(default_device())))
     configs = offload.resolve(spec)  # before any weight is read: mistakes surface at once
+    speed = speed or SpeedSettings()
+    check_speed(spec, speed, configs)
     resolved = resolve_dtypes(spec, dtypes, onload_device(configs))
 
     report = on_step or (lambda done, total: None)
@@ -77,19 +84,35 @@ def load_pipeline(
         components[component.name] = load_component(folder, component, resolved.get(component.name))
         report(done, total)
     pipe = getattr(importlib.import_module("diffusers"), spec.pipeline_class)(**components)
-    loaded = prepare_pipeline(pipe, family, configs, prompt_template, folder)
+    loaded = prepare_pipeline(pipe, family, configs, prompt_template, folder, speed)
     report(total, total)
     return loaded
 
 
+def check_speed(spec: PipelineSpec, speed: SpeedSettings, configs: dict[str, OffloadConfig]) -> None:
+    """Refuses speed settings that cannot work, before any weight is read."""
+    speed.validate()
+    fp8_components(spec, speed.fp8)
+    check_backend(speed.attention)
+    if speed.compile:
+        check_compile(configs["transformer"].mode.value, speed.cache)
+
+
 def prepare_pipeline(pipe, family: ModelFamily, offload: OffloadPlan | dict[str, OffloadConfig],
-                     prompt_template: dict | None, folder: Path | None = None) -> LoadedPipeline:
-    """Readies a diffusers pipeline (loaded here, or built in memory) for the pack and applies `offload`;
-    without a `prompt_template` the family's default serves."""
+                     prompt_template: dict | None, folder: Path | None = None,
+                     speed: SpeedSettings | None = None) -> LoadedPipeline:
+    """Readies a diffusers pipeline (loaded here, or built in memory) for the pack: fp8 storage (before
+    offloading, so that offloading moves fp8), `offload`, then compilation; without a `prompt_template` the
+    family's default serves."""
+    speed = speed or SpeedSettings()
     family.check_loaded(pipe)
     family.prepare_pipeline(pipe)
     if prompt_template is None:
         prompt_template = family.default_prompt_template(pipe)
-    loaded = LoadedPipeline(pipe=pipe, family=family, folder=folder, prompt_template=prompt_template)
+    for name in fp8_components(family.spec, speed.fp8):
+        store_in_fp8(getattr(pipe, name))
+    loaded = LoadedPipeline(pipe=pipe, family=family, folder=folder, prompt_template=prompt_template, speed=speed)
     loaded.configure_offload(offload)
+    if speed.compile:
+        compile_blocks(pipe.transformer)
     return loaded

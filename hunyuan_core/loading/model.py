@@ -20,6 +20,10 @@ from ..families import LatentFormat, ModelFamily
 from ..offload.config import OffloadConfig, OffloadMode, OffloadPlan, onload_device
 from ..offload.hooks import AppliedOffload, remove_offload
 from ..spec import PipelineSpec
+from ..speed.attention import check_backend
+from ..speed.compile import check_compile
+from ..speed.run import RunReport
+from ..speed.settings import SpeedSettings
 
 
 @dataclass(eq=False)
@@ -28,7 +32,9 @@ class LoadedPipeline:
     family: ModelFamily
     folder: Path | None  # None for a pipeline built in memory
     prompt_template: dict | None
+    speed: SpeedSettings = field(default_factory=SpeedSettings)
     _offload: AppliedOffload | None = field(default=None, repr=False)
+    last_run: RunReport | None = field(default=None, repr=False)  # what the latest sampling run did
 
     @property
     def spec(self) -> PipelineSpec:
@@ -67,6 +73,8 @@ class LoadedPipeline:
         transformer on the GPU stays there while the VAE's settings change. If a component fails to apply,
         no offloading stays applied at all."""
         configs = plan.resolve(self.spec) if isinstance(plan, OffloadPlan) else plan
+        if self.speed.compile:
+            check_compile(configs["transformer"].mode.value, self.speed.cache)
         modules = self.modules
         if self._offload is None:
             self._offload = AppliedOffload(self.spec)
@@ -77,6 +85,20 @@ class LoadedPipeline:
         except BaseException:
             self.detach_offload()
             raise
+
+    def configure_speed(self, settings: SpeedSettings) -> None:
+        """Takes new per-run speed settings (cache, attention backend). fp8 storage and compilation change the
+        loaded modules: other values for those need the model loaded again."""
+        settings.validate()
+        if settings.loads_differently != self.speed.loads_differently:
+            raise UserInputError(
+                "fp8 storage and compilation are applied when a model is loaded; load it again to change them."
+            )
+        if settings.compile:
+            check_compile(self.offload_configs["transformer"].mode.value, settings.cache)
+        if settings.attention != self.speed.attention:
+            check_backend(settings.attention)
+        self.speed = settings
 
     def reset_offload(self, components: Sequence[str]) -> None:
         """Rebuilds the hooks of `components` from the current plan.

@@ -1,4 +1,7 @@
-"""A narrow fix for diffusers' block-level group offloading: each tensor is copied once per onload.
+"""Narrow fixes of diffusers' hooks (0.42.1), each tested: group offloading copies each tensor once per
+onload, and removing a hook from under a step cache keeps the cache working.
+
+Block-level offloading: each tensor is copied once per onload.
 
 For `block_level`, diffusers (0.42.1) puts the top-level children that are not blocks into one
 "unmatched" group, and also lists as that group's loose tensors every parameter and buffer not under a
@@ -19,3 +22,41 @@ def drop_duplicate_group_tensors(hooks: Iterable) -> None:
         owned = {id(t) for module in group.modules for t in (*module.parameters(), *module.buffers())}
         group.parameters = [p for p in group.parameters if id(p) not in owned]
         group.buffers = [b for b in group.buffers if id(b) not in owned]
+
+
+def _remove_hook_spliced(registry, name: str, recurse: bool = True) -> None:
+    """diffusers' `HookRegistry.remove_hook` (0.42.1, hooks/hooks.py:250-276) with the one splice done right."""
+    if name in registry.hooks:
+        index = registry._hook_order.index(name)
+        fn_ref = registry._fn_refs[index]
+        inner = fn_ref.original_forward if fn_ref.original_forward is not None else fn_ref.forward
+        if index == len(registry._hook_order) - 1:
+            registry._module_ref.forward = inner
+        elif registry._fn_refs[index + 1].original_forward is not None:
+            registry._fn_refs[index + 1].original_forward = inner  # diffusers re-points `.forward` here
+        else:
+            registry._fn_refs[index + 1].forward = inner
+        registry._module_ref = registry.hooks[name].deinitalize_hook(registry._module_ref)
+        del registry.hooks[name]
+        registry._hook_order.pop(index)
+        registry._fn_refs.pop(index)
+    if recurse:
+        for module_name, module in registry._module_ref.named_modules():
+            if module_name and hasattr(module, "_diffusers_hook"):
+                module._diffusers_hook.remove_hook(name, recurse=False)
+
+
+def splice_hooks_correctly() -> None:
+    """Fixes hook removal under a hook that replaces `forward` (a step cache), process-wide and idempotently.
+
+    diffusers 0.42.1 links an outer hook with its own `new_forward` to the hooks inside it through
+    `original_forward`, but when an inner hook is removed it re-points the outer hook's `forward` instead:
+    the cache's own forward is lost (every block runs again: the cache is silently off) and the removed hook
+    stays reachable (a later removal brings it back: each group onloaded twice). Removing offload hooks under a
+    cache is what streamed offloading does after its first forward and what recovery does after a failure. The
+    fix changes nothing else: where the outer hook has no `new_forward`, the splice is diffusers' own.
+    """
+    from diffusers.hooks import HookRegistry
+
+    if HookRegistry.remove_hook is not _remove_hook_spliced:
+        HookRegistry.remove_hook = _remove_hook_spliced

@@ -21,6 +21,7 @@ import torch
 from ..errors import UserInputError
 from ..loading.model import LoadedPipeline
 from ..progress import StepCallback, step_progress
+from ..speed.run import StepClock, speed_run
 from .encode import Conditioning
 from .recovery import recovering
 from .rows import RowTensors
@@ -112,18 +113,21 @@ def _start_latents(model: LoadedPipeline, init_latents: torch.Tensor | None, noi
 
 
 def _guided_prediction(model: LoadedPipeline, guider, latents: torch.Tensor,
-                       timesteps: tuple[torch.Tensor, torch.Tensor],
-                       texts: list[RowTensors], run: RowTensors) -> torch.Tensor:
+                       timesteps: tuple[torch.Tensor, torch.Tensor], texts: list[RowTensors], run: RowTensors,
+                       where: dict) -> torch.Tensor:
     """One transformer pass per entry of `texts`: [positive] (no CFG this step), [positive rows + negative
     rows] (batched CFG: the weights cross the bus once per step) or [positive, negative] (two passes),
-    combined by the family's guider."""
-    family = model.family
+    combined by the family's guider. Each pass runs in its own cache context (`where`: the step, its noise
+    level and the step count, for the caches)."""
+    family, transformer = model.family, model.pipe.transformer
     predictions = []
-    for text in texts:
+    names = ["cond_uncond"] if len(texts) == 1 and len(texts[0]) > len(latents) else ["cond", "uncond"]
+    for name, text in zip(names, texts):
         copies = len(text) // len(latents)
         repeat = (copies,) + (1,) * (latents.ndim - 1)
         inputs = text.merge(run.repeat(copies))
-        output = family.predict(model, latents.repeat(repeat), *(t.repeat(copies) for t in timesteps), inputs)
+        with transformer.cache_context(name, **where):
+            output = family.predict(model, latents.repeat(repeat), *(t.repeat(copies) for t in timesteps), inputs)
         predictions.extend(output.chunk(copies))
     if len(predictions) == 1:
         return predictions[0]
@@ -191,8 +195,13 @@ def sample(
     latents = _start_latents(model, init_latents, noise, scheduler, timesteps[:1], run)
 
     task = f"sampling {batch} video(s) of {settings.width}x{settings.height}, {settings.frames} frames"
-    with step_progress(on_step, settings.steps, "Sampling") as report:
+    clock = StepClock()
+    with step_progress(on_step, settings.steps, "Sampling") as report, \
+            speed_run(model.pipe.transformer, model.speed, settings.steps, clock) as run_report:
+        model.last_run = run_report
         for step, t in enumerate(timesteps):
+            clock.timestep = float(t)
+            where = {"step_index": step, "sigma": float(sigmas[step]), "num_inference_steps": settings.steps}
             following = timesteps[step + 1] if step + 1 < len(timesteps) else torch.zeros_like(t)
             step_times = (t.expand(batch).to(latents.dtype), following.expand(batch).to(latents.dtype))
             guider.set_state(step=step, num_inference_steps=settings.steps, timestep=t)
@@ -201,7 +210,7 @@ def sample(
             else:
                 texts = [positive.concat(negative)] if settings.batched_cfg else [positive, negative]
             with recovering(model, ("transformer",), task, SAMPLING_ADVICE):
-                noise_pred = _guided_prediction(model, guider, latents, step_times, texts, run)
+                noise_pred = _guided_prediction(model, guider, latents, step_times, texts, run, where)
             estimate = family.after_step(model, latents - sigmas[step] * noise_pred, run)  # of the clean result
             latents = family.after_step(model, scheduler.step(noise_pred, t, latents, return_dict=False)[0], run)
             preview = estimate / scaling
