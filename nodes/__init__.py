@@ -6,6 +6,7 @@ from .loader import HunyuanDiffusersLoader
 from .offload import HunyuanDiffusersOffload
 from .offload_preset import HunyuanDiffusersOffloadPreset
 from .sampler import HunyuanDiffusersSampler
+from .speed import HunyuanDiffusersSpeed
 from .video_encode import HunyuanDiffusersVAEEncode
 
 NODE_CLASS_MAPPINGS = {
@@ -16,6 +17,7 @@ NODE_CLASS_MAPPINGS = {
     "HunyuanDiffusersSampler": HunyuanDiffusersSampler,
     "HunyuanDiffusersDecode": HunyuanDiffusersDecode,
     "HunyuanDiffusersVAEEncode": HunyuanDiffusersVAEEncode,
+    "HunyuanDiffusersSpeed": HunyuanDiffusersSpeed,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -26,4 +28,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "HunyuanDiffusersSampler": "HunyuanVideo Sampler (diffusers)",
     "HunyuanDiffusersDecode": "HunyuanVideo Decode (diffusers)",
     "HunyuanDiffusersVAEEncode": "HunyuanVideo VAE Encode (diffusers)",
+    "HunyuanDiffusersSpeed": "HunyuanVideo Speed (diffusers)",
 }

@@ -111,10 +111,10 @@ def make_room(bytes_needed: int) -> None:
     comfy.model_management.free_memory(bytes_needed, comfy.model_management.get_torch_device())
 
 
-def load_model(folder: Path, dtypes: dict, plan) -> object:
+def load_model(folder: Path, dtypes: dict, plan, speed=None) -> object:
     """The cached pipeline for these settings; the first call ties its release to ComfyUI's unloading."""
     _release_when_comfyui_unloads()
-    return PIPELINES.get(folder, dtypes, plan, progress_bar(1))
+    return PIPELINES.get(folder, dtypes, plan, progress_bar(1), speed)
 
 
 def _release_when_comfyui_unloads() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 
 import torch
@@ -99,6 +100,7 @@ class HunyuanDiffusersSampler:
         comfy_bridge.make_room(sampling_device_bytes(model, settings, videos, init_latents))
         progress = comfy_bridge.sampling_progress(steps, model.latent.comfy_format)
         samples = sample(model, conditioning, settings, progress, init_latents)
+        logging.info("HunyuanVideo (diffusers): %s", model.last_run.describe())
         return ({"samples": samples, "downscale_ratio_spacial": model.latent.spatial},)
 
 

@@ -292,3 +292,25 @@ def test_loader_reports_a_change_only_when_its_model_was_released(pack, nodes):
     assert after != before and model.pipe is None
     again = load(nodes, vae_dtype="fp32")
     assert again.pipe is not None and is_changed(MODEL_NAME, "auto", "auto", "fp32") == after
+
+
+def test_speed_settings_reach_the_model_and_only_fp8_or_compile_reload_it(nodes, caplog):
+    speed_node = nodes["HunyuanDiffusersSpeed"]
+    cached = speed_node.configure("first_block", 0.3, "", "_native_math", "none", False)[0]
+    model = load(nodes)
+    again = nodes["HunyuanDiffusersLoader"].load(MODEL_NAME, "auto", "auto", "auto", speed=cached)[0]
+    assert again is model and model.speed == cached, "cache and backend change in place"
+    conditioning = nodes["HunyuanDiffusersTextEncode"].encode(model, "a cat", "single prompt", "", "")[0]
+    with caplog.at_level("INFO"):
+        nodes["HunyuanDiffusersSampler"].sample(model, conditioning, **sampler_inputs(steps=4))
+    assert "cache first_block:" in caplog.text and "_native_math" in caplog.text
+    fp8 = speed_node.configure("none", 0.0, "", "default", "transformer", False)[0]
+    reloaded = nodes["HunyuanDiffusersLoader"].load(MODEL_NAME, "auto", "auto", "auto", speed=fp8)[0]
+    assert reloaded is not model and model.pipe is None, "fp8 storage loads the model again, after releasing it"
+    assert any(p.dtype == torch.float8_e4m3fn for p in reloaded.modules["transformer"].parameters())
+
+
+def test_bad_speed_settings_are_explained(nodes):
+    error_type = pack_module("hunyuan_core.errors").UserInputError
+    with pytest.raises(error_type, match="The taylorseer cache takes cache interval"):
+        nodes["HunyuanDiffusersSpeed"].configure("taylorseer", 2.5, "", "default", "none", False)

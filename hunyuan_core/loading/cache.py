@@ -14,12 +14,15 @@ import torch
 
 from ..offload.config import OffloadPlan
 from ..progress import StepCallback
+from ..speed.settings import SpeedSettings
 from .loader import load_pipeline
 from .model import LoadedPipeline
 
 
-def _key(folder: str | Path, dtypes: Mapping[str, torch.dtype] | None) -> tuple:
-    return str(Path(folder).expanduser().resolve()), tuple(sorted((dtypes or {}).items()))
+def _key(folder: str | Path, dtypes: Mapping[str, torch.dtype] | None, speed: SpeedSettings | None) -> tuple:
+    """What a loaded model cannot change in place: its folder, dtypes, fp8 storage and compilation."""
+    loads = (speed or SpeedSettings()).loads_differently
+    return str(Path(folder).expanduser().resolve()), tuple(sorted((dtypes or {}).items())), loads
 
 
 class PipelineCache:
@@ -33,23 +36,25 @@ class PipelineCache:
         return self._model
 
     def get(self, folder: str | Path, dtypes: Mapping[str, torch.dtype] | None, plan: OffloadPlan,
-            on_step: StepCallback | None = None) -> LoadedPipeline:
-        key = _key(folder, dtypes)
+            on_step: StepCallback | None = None, speed: SpeedSettings | None = None) -> LoadedPipeline:
+        key = _key(folder, dtypes, speed)
         if self._model is not None and key == self._key and self._model.pipe is not None:
             self._model.configure_offload(plan)  # only components whose settings changed are touched
+            self._model.configure_speed(speed or SpeedSettings())
             return self._model
         self.release()
-        self._model = load_pipeline(folder, dtypes, plan, on_step)
+        self._model = load_pipeline(folder, dtypes, plan, on_step, speed)
         self._key = key
         return self._model
 
-    def releases(self, folder: str | Path, dtypes: Mapping[str, torch.dtype] | None) -> int:
+    def times_released(self, folder: str | Path, dtypes: Mapping[str, torch.dtype] | None,
+                       speed: SpeedSettings | None = None) -> int:
         """How often the model for these settings has been released: a handle given out before the last
         release is stale, so a host that caches loader outputs (ComfyUI) knows to load again. A model released
         directly (after a failure it could not recover from) counts too."""
         if self._model is not None and self._model.pipe is None:
             self.release()
-        return self._releases.get(_key(folder, dtypes), 0)
+        return self._releases.get(_key(folder, dtypes, speed), 0)
 
     def release(self) -> None:
         if self._model is not None:
