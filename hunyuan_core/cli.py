@@ -8,6 +8,7 @@ offload, encode, sample, decode, save) in seconds; its videos are noise.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 from contextlib import ExitStack
@@ -29,6 +30,8 @@ from .runtime.sampling import SamplingSettings, guides_some_step
 from .runtime.sampling import sample as sample_latents
 from .runtime.vae import TilingSettings, decode
 from .spec import Role
+from .speed.attention import usable_backends
+from .speed.settings import ATTENTION_DEFAULT, CACHES, SpeedSettings, parse_cache
 from .testing.random_models import RANDOM_MODELS, TINY, save_random_model
 
 TINY_DEFAULTS = {"width": 64, "height": 64, "frames": 9, "steps": 4}
@@ -71,6 +74,37 @@ def _add_generate(subparsers) -> None:
     parser.add_argument("--no-tiling", action="store_true", help="decode without spatial VAE tiling")
     parser.add_argument("--fps", type=float, default=24.0)
     parser.add_argument("--out", default="video.webp", help=f"output file ({', '.join(FORMATS)}); numbered for batches")
+    _add_speed(parser)
+
+
+def _add_speed(parser) -> None:
+    caches = "; ".join(f"{c.name}: {c.parameter}, default {c.default}" for c in CACHES.values())
+    parser.add_argument("--cache", default="none", metavar="NAME[:VALUE]", help=f"step cache: {caches}")
+    parser.add_argument("--mag-ratios", metavar="FILE|LIST",
+                        help="--cache mag: calibrated ratios (a JSON file or comma-separated); without, the run "
+                             "calibrates them, prints them and saves them next to --out")
+    parser.add_argument("--attention", default=ATTENTION_DEFAULT, metavar="BACKEND",
+                        help=f"attention backend of diffusers' dispatcher: {', '.join(usable_backends())}")
+    parser.add_argument("--fp8", nargs="*", metavar="COMPONENT",
+                        help="store these components (or roles) in fp8, computing in bf16; alone: the transformer")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the transformer's repeated blocks")
+
+
+def _speed_settings(args) -> SpeedSettings:
+    cache, value = parse_cache(args.cache)
+    ratios = None
+    if args.mag_ratios:
+        text = Path(args.mag_ratios).read_text() if Path(args.mag_ratios).is_file() else args.mag_ratios
+        try:
+            ratios = tuple(float(r) for r in json.loads(text)) if text.lstrip().startswith("[") else tuple(
+                float(r) for r in text.replace(",", " ").split())
+        except ValueError as error:
+            raise UserInputError(f"--mag-ratios: not a list of numbers ({error}).") from error
+    fp8 = None if args.fp8 is None else tuple(args.fp8) or ("transformer",)
+    speed = SpeedSettings(cache=cache, cache_value=value, mag_ratios=ratios, attention=args.attention,
+                          fp8=fp8 or (), compile=args.compile)
+    speed.validate()
+    return speed
 
 
 def _sampling_settings(args, family: ModelFamily, tiny: bool) -> SamplingSettings:
@@ -124,6 +158,7 @@ def _dtypes(pairs: list[str]) -> dict:
 def generate(args) -> list[Path]:
     tiny = args.model in TINY
     plan = _offload_plan(args)
+    speed = _speed_settings(args)
     images = load_images(args.image) if args.image else None
     with ExitStack() as stack:
         folder = args.model
@@ -134,7 +169,7 @@ def generate(args) -> list[Path]:
         settings = _sampling_settings(args, family, tiny)
         settings.validate()
         family.check_video_size(settings.width, settings.height, settings.frames)
-        model = load_pipeline(folder, _dtypes(args.dtype), plan)
+        model = load_pipeline(folder, _dtypes(args.dtype), plan, speed=speed)
         stack.callback(model.release)
         print(f"model: {folder} ({family.name})\ndevice: {model.device}\noffload:\n{describe(model.offload_configs)}")
         negative = args.negative_prompt
@@ -149,6 +184,11 @@ def generate(args) -> list[Path]:
             latents = sample_latents(model, conditioning, settings)
             videos = decode(model, latents, TilingSettings(spatial=not args.no_tiling))
         _report_onloads(hook_counts(model.modules), onloads, calls)
+        print(f"run: {model.last_run.describe()}")
+        if model.last_run.mag_ratios:
+            saved = Path(args.out).with_suffix(".mag_ratios.json")
+            saved.write_text(json.dumps(model.last_run.mag_ratios))
+            print(f"MagCache ratios saved to {saved}: pass --cache mag --mag-ratios {saved}")
     paths = [save_video(video, path, args.fps) for video, path in zip(videos, numbered_paths(args.out, len(videos)))]
     for path in paths:
         print(f"wrote {path}")

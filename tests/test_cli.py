@@ -53,3 +53,16 @@ def test_module_entry_point_and_make_random_model(tmp_path):
                             capture_output=True, text=True, check=True)
     assert "wrote" in result.stdout
     assert (tmp_path / "tiny" / "model_index.json").is_file()
+
+
+def test_speed_flags_and_the_run_report(tmp_path, capsys):
+    out = tmp_path / "video.webp"
+    code = main(["generate", "--model", "tiny", "--steps", "8", "--cache", "first_block:0.3", "--attention",
+                 "_native_math", "--fp8", "--offload", "block_level", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    report = next(line for line in printed.splitlines() if line.startswith("run: "))
+    assert "cache first_block:" in report and "skipped" in report and "_native_math" in report
+    assert "(0 skipped)" not in report
+    assert main(["generate", "--model", "tiny", "--attention", "sage", "--out", str(out)]) == 2
+    assert "cannot take the text padding mask" in capsys.readouterr().err
