@@ -206,3 +206,19 @@ def test_prompts_encoded_for_another_family_are_refused(shared_family_model):
         "These prompts were encoded for a HunyuanVideoPipeline model, but the sampler's model is HunyuanVideo 1.5 "
         "text-to-video. Encode them with the same model."
     )
+
+
+@pytest.mark.parametrize("name", ["hunyuan-video", "hunyuan-video-i2v-33ch", "hunyuan-video-1.5",
+                                  "hunyuan-video-1.5-i2v-step-distilled"])
+def test_every_family_samples_in_the_real_models_dtypes(random_folder, name):
+    """On an accelerator the components load in bf16/fp16 (the tests elsewhere run float32 on the CPU): every
+    input must reach the transformer in its dtype, and the latents stay float32 between steps."""
+    family = FAMILIES[FAMILY_OF[name]]
+    dtypes = {component.name: component.default_dtype for component in family.spec.components if component.is_module}
+    assert dtypes["transformer"] == torch.bfloat16
+    model = load_pipeline(random_folder(name), dtypes=dtypes)
+    try:
+        latents, _ = generate(model, PROMPTS[:1], SETTINGS, images=images_for(model, 1))
+    finally:
+        model.release()
+    assert latents.dtype == torch.float32 and latents.isfinite().all()

@@ -112,9 +112,11 @@ class HunyuanVideo15(ModelFamily):
         tensors = dict(inputs.tensors)
         hidden = torch.cat([latents, tensors.pop("condition").to(latents.dtype)], dim=1)
         transformer = model.pipe.transformer
-        meanflow = {"timestep_r": next_timestep} if transformer.config.use_meanflow else {}
-        return transformer(hidden_states=hidden.to(transformer.dtype), timestep=timestep, **meanflow, **tensors,
-                           return_dict=False)[0]
+        # Its time embedding runs in the timestep's dtype (diffusers' pipeline casts it to the latents' dtype).
+        times = {"timestep": timestep.to(transformer.dtype)}
+        if transformer.config.use_meanflow:
+            times["timestep_r"] = next_timestep.to(transformer.dtype)
+        return transformer(hidden_states=hidden.to(transformer.dtype), **times, **tensors, return_dict=False)[0]
 
     def guider(self, model, settings):
         """The folder's guider (scale 6 for the base models, 1 for the distilled ones: one pass per step), its

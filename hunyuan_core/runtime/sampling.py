@@ -128,7 +128,9 @@ def _guided_prediction(model: LoadedPipeline, guider, latents: torch.Tensor,
         inputs = text.merge(run.repeat(copies))
         with transformer.cache_context(name, **where):
             output = family.predict(model, latents.repeat(repeat), *(t.repeat(copies) for t in timesteps), inputs)
-        predictions.extend(output.chunk(copies))
+        # Guidance and the scheduler's step in float32: diffusers' scheduler returns latents in the prediction's
+        # dtype, and bf16 latents would round the result at every one of 50 steps.
+        predictions.extend(output.float().chunk(copies))
     if len(predictions) == 1:
         return predictions[0]
     conditional, unconditional = predictions
