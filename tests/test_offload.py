@@ -272,3 +272,39 @@ def test_modifying_a_component_reapplies_its_offloading_the_packs_way(model, ref
     assert len(set(tmp_path.iterdir())) == len(folders_before) and set(tmp_path.iterdir()) != folders_before
     latents, frames = generate(model, PROMPTS, TINY_SETTINGS)
     assert torch.equal(latents, reference[0]) and torch.equal(frames, reference[1])
+
+
+class _StandInStream:
+    """Lets diffusers build its streamed (lazy-prefetch) hooks on a CPU; no forward runs with it."""
+
+    def synchronize(self):
+        pass
+
+
+@pytest.mark.parametrize("name, component", [("hunyuan-video-i2v", "text_encoder"),
+                                             ("hunyuan-video-1.5", "text_encoder_2")])
+def test_streamed_offloading_applies_where_block_modules_nest(shared_family_model, name, component):
+    """Llava's language model and ByT5's encoder are block modules with loose layers of their own inside a
+    model with loose layers: diffusers 0.42.1 gave each level a lazy-prefetch hook and the outer one raised
+    "layer_execution_tracker already exists". Now one hook at the top traces every group below it."""
+    from diffusers.hooks import group_offloading
+
+    from hunyuan_core.offload.diffusers_fixes import trace_nested_groups_once
+
+    trace_nested_groups_once()
+    model = shared_family_model(name)
+    module = type(model.modules[component])(model.modules[component].config)  # a fresh, unhooked copy
+    config = group_offloading.GroupOffloadingConfig(
+        onload_device=torch.device("cpu"), offload_device=torch.device("cpu"),
+        offload_type=group_offloading.GroupOffloadingType.BLOCK_LEVEL, non_blocking=True, record_stream=True,
+        low_cpu_mem_usage=True, num_blocks_per_group=1, stream=_StandInStream(),
+        block_modules=list(model.family.spec.component(component).offload_block_modules))
+    group_offloading._apply_group_offloading_block_level(module, config)
+
+    registries = {n: m._diffusers_hook for n, m in module.named_modules() if hasattr(m, "_diffusers_hook")}
+    lazy = {n: r.get_hook(group_offloading._LAZY_PREFETCH_GROUP_OFFLOADING) for n, r in registries.items()}
+    assert [n for n, hook in lazy.items() if hook is not None] == [""]
+    grouped = {n for n, r in registries.items() if n and r.get_hook(group_offloading._GROUP_OFFLOADING) is not None}
+    traced = {n for n, r in registries.items() if r.get_hook(group_offloading._LAYER_EXECUTION_TRACKER) is not None}
+    assert any(inner.startswith(f"{outer}.") for inner in grouped for outer in grouped), "groups nest"
+    assert traced == grouped == lazy[""]._layer_execution_tracker_module_names

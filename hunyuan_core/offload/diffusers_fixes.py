@@ -1,5 +1,6 @@
 """Narrow fixes of diffusers' hooks (0.42.1), each tested: group offloading copies each tensor once per
-onload, and removing a hook from under a step cache keeps the cache working.
+onload, streamed offloading of a model whose block modules nest can be applied, and removing a hook from
+under a step cache keeps the cache working.
 
 Block-level offloading: each tensor is copied once per onload.
 
@@ -60,3 +61,39 @@ def splice_hooks_correctly() -> None:
 
     if HookRegistry.remove_hook is not _remove_hook_spliced:
         HookRegistry.remove_hook = _remove_hook_spliced
+
+
+def _trace_from_the_outermost(original):
+    def initialize_hook(self, module):
+        from diffusers.hooks.group_offloading import _LAYER_EXECUTION_TRACKER, _LAZY_PREFETCH_GROUP_OFFLOADING
+
+        for name, submodule in module.named_modules():
+            registry = getattr(submodule, "_diffusers_hook", None)
+            if name and registry is not None:
+                for nested in (_LAYER_EXECUTION_TRACKER, _LAZY_PREFETCH_GROUP_OFFLOADING):
+                    if registry.get_hook(nested) is not None:
+                        registry.remove_hook(nested, recurse=False)
+        return original(self, module)
+
+    initialize_hook.traces_from_the_outermost = True
+    return initialize_hook
+
+
+def trace_nested_groups_once() -> None:
+    """Lets streamed block-level offloading apply to a model whose block modules nest, process-wide and
+    idempotently.
+
+    With `block_modules`, diffusers 0.42.1 applies block-level offloading recursively and gives every level
+    that has loose layers of its own a lazy-prefetch hook, which puts an execution tracer on each group
+    below it. A level inside another (Llava's `language_model`, ByT5's `encoder`) is hooked first, so the
+    outer hook finds the inner one's tracers and raises "Hook with name layer_execution_tracker already
+    exists". The fix: the outer hook first drops the nested lazy-prefetch hooks and their tracers, then
+    traces every group below it itself, so the first forward yields one prefetch chain in the order the
+    groups really run (Llava's token embedding runs before its language model). Models without nested
+    levels are hooked as before.
+    """
+    from diffusers.hooks.group_offloading import LazyPrefetchGroupOffloadingHook
+
+    initialize = LazyPrefetchGroupOffloadingHook.initialize_hook
+    if not getattr(initialize, "traces_from_the_outermost", False):
+        LazyPrefetchGroupOffloadingHook.initialize_hook = _trace_from_the_outermost(initialize)
