@@ -22,6 +22,15 @@ FAMILY_FOLDERS = {"HunyuanVideo-I2V-tiny": "hunyuan-video-i2v", "HunyuanVideo-1.
 """The other families' folders in the ComfyUI models folder, by folder name."""
 
 
+@pytest.fixture(scope="session", autouse=True)
+def cpu_by_default():
+    """Tests that name no device run on the CPU (float32, bitwise references) even on a machine with an
+    accelerator; the GPU tests name theirs."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("hunyuan_core.devices.get_device", lambda: "cpu")
+        yield
+
+
 @pytest.fixture(scope="session")
 def random_folder(tmp_path_factory):
     """`random_folder(name)`: the tiny random model `name` (see RANDOM_MODELS) saved once per session."""
