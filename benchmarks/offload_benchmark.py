@@ -14,7 +14,7 @@ against no offloading, and for a speed lever its deviation from the same preset 
 latent difference; the PSNR of latents, and of decoded frames when decoding). Random weights say nothing
 about visual quality: the deviation only shows how far a lever moves the numbers. Prints a table and writes
 JSON after every mode. On a CPU the times are only ratios (nothing moves between devices there). fp8 storage
-and compile cannot be undone, so their modes run last.
+and compile cannot be undone, nor can diffusers' sequential offload, so their modes run last.
 """
 
 from __future__ import annotations
@@ -84,15 +84,15 @@ MODES = [
     Mode("cfg two-pass, lowest_vram", preset="lowest_vram", true_cfg=True, batched_cfg=False),
     Mode("cfg batched, lowest_vram", preset="lowest_vram", true_cfg=True),
     Mode("diffusers enable_model_cpu_offload", diffusers="model"),
-    Mode("diffusers enable_sequential_cpu_offload", diffusers="sequential"),  # strands the weights: before ours
     *_levers("none"),
     *_levers("balanced"),
-    # Last: they change the modules for good.
+    # Last: they change the modules for good (sequential offload leaves the weights on the meta device).
     Mode("fp8, balanced", preset="balanced", speed=SpeedSettings(fp8=("transformer",))),
     Mode("fp8, none", preset="none", speed=SpeedSettings(fp8=("transformer",))),
     Mode("fp8 + compile, none", preset="none", speed=SpeedSettings(fp8=("transformer",), compile=True)),
     Mode("fp8 + compile + first_block 0.05, balanced", preset="balanced",
          speed=SpeedSettings(fp8=("transformer",), compile=True, cache="first_block", cache_value=0.05)),
+    Mode("diffusers enable_sequential_cpu_offload", diffusers="sequential"),
 ]
 MAG_RATIOS: dict[str, tuple[float, ...]] = {}  # per preset, from its calibrating mode
 
