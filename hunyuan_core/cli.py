@@ -97,7 +97,7 @@ def _add_parallel(parser) -> None:
                         help="several GPUs, one process each, started by torchrun: ulysses=N splits every "
                              "transformer call's sequence over N processes, cfg=2 runs the two halves of "
                              "classifier-free guidance on two groups of them (torchrun --nproc_per_node N -m "
-                             "hunyuan_core generate ... --parallel ulysses=N)")
+                             "hunyuan_core generate ... --parallel ulysses=N); ring=N is refused with the reason")
 
 
 def _speed_settings(args) -> SpeedSettings:

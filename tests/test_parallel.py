@@ -166,3 +166,17 @@ def test_cfg_parallel_needs_guidance_in_one_batched_pass():
     with pytest.raises(ParallelSetupError, match="turn batched_cfg back on"):
         checks.check_guidance(2, guided=True, batched_cfg=False)
     checks.check_guidance(2, guided=True, batched_cfg=True)
+
+
+def test_only_rank_0_prints_the_setup_errors_every_rank_finds(monkeypatch):
+    from argparse import Namespace
+
+    from hunyuan_core.cli import _error_line
+    from hunyuan_core.errors import UserInputError
+
+    args = Namespace(parallel="ulysses=2")
+    monkeypatch.setenv("RANK", "1")
+    assert _error_line(args, ParallelSetupError("alike on every rank")) is None
+    assert _error_line(args, UserInputError("only here")) == "error (rank 1): only here"
+    monkeypatch.setenv("RANK", "0")
+    assert _error_line(args, ParallelSetupError("alike on every rank")) == "error: alike on every rank"

@@ -3,7 +3,7 @@ diffusers' context parallelism on a loaded model, with the pack's plan.
 
     with parallel_session(ParallelSettings.parse("ulysses=2")) as session:
         plan = preset_plan("balanced", str(session.device))          # every rank offloads onto its own device
-        session.check_before_loading(folder, family, settings, plan.resolve(family.spec), speed, dtypes)
+        session.check_before_loading(folder, family, settings, plan, speed)
         model = load_pipeline(folder, offload=plan)
         session.attach(model)
         conditioning = encode_prompts(model, prompts)
