@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from contextlib import ExitStack
@@ -75,6 +76,7 @@ def _add_generate(subparsers) -> None:
     parser.add_argument("--fps", type=float, default=24.0)
     parser.add_argument("--out", default="video.webp", help=f"output file ({', '.join(FORMATS)}); numbered for batches")
     _add_speed(parser)
+    _add_parallel(parser)
 
 
 def _add_speed(parser) -> None:
@@ -88,6 +90,14 @@ def _add_speed(parser) -> None:
     parser.add_argument("--fp8", nargs="*", metavar="COMPONENT",
                         help="store these components (or roles) in fp8, computing in bf16; alone: the transformer")
     parser.add_argument("--compile", action="store_true", help="torch.compile the transformer's repeated blocks")
+
+
+def _add_parallel(parser) -> None:
+    parser.add_argument("--parallel", metavar="ulysses=N[,cfg=2]",
+                        help="several GPUs, one process each, started by torchrun: ulysses=N splits every "
+                             "transformer call's sequence over N processes, cfg=2 runs the two halves of "
+                             "classifier-free guidance on two groups of them (torchrun --nproc_per_node N -m "
+                             "hunyuan_core generate ... --parallel ulysses=N); ring=N is refused with the reason")
 
 
 def _speed_settings(args) -> SpeedSettings:
@@ -155,7 +165,9 @@ def _dtypes(pairs: list[str]) -> dict:
     return dtypes
 
 
-def generate(args) -> list[Path]:
+def generate(args, parallel=None) -> list[Path]:
+    """One generation; under torchrun, `parallel` is this process's `ParallelSession`: every rank loads and
+    samples, rank 0 alone decodes and writes."""
     tiny = args.model in TINY
     plan = _offload_plan(args)
     speed = _speed_settings(args)
@@ -163,26 +175,34 @@ def generate(args) -> list[Path]:
     with ExitStack() as stack:
         folder = args.model
         if tiny:
-            scratch = stack.enter_context(tempfile.TemporaryDirectory())
-            folder = save_random_model(Path(scratch) / args.model, TINY[args.model])
+            folder = getattr(args, "tiny_folder", None) or _tiny_model(args.model, stack)
         family = read_model_index(Path(folder).expanduser())
         settings = _sampling_settings(args, family, tiny)
         settings.validate()
         family.check_video_size(settings.width, settings.height, settings.frames)
+        if parallel is not None:
+            parallel.check_before_loading(folder, family, settings, plan, speed, _dtypes(args.dtype))
         model = load_pipeline(folder, _dtypes(args.dtype), plan, speed=speed)
         stack.callback(model.release)
+        if parallel is not None:
+            parallel.attach(model)
         print(f"model: {folder} ({family.name})\ndevice: {model.device}\noffload:\n{describe(model.offload_configs)}")
         negative = args.negative_prompt
         resolved = family.resolve(model, settings)
-        if negative is None and guides_some_step(family.guider(model, resolved), resolved.steps):
+        guided = guides_some_step(family.guider(model, resolved), resolved.steps)
+        if negative is None and guided:
             negative = ""  # guidance is on (the folder's guider, say): an empty negative prompt, as diffusers uses
+        if parallel is not None:
+            parallel.check_run(guided, settings.batched_cfg)
+        main_rank = parallel is None or parallel.is_main
         with count_onloads(model.modules) as onloads, count_calls(model.modules) as calls:
             conditioning = encode_prompts(
                 model, args.prompt or ["a cat walks on the grass, realistic"], args.clip_prompt, negative,
-                images=images,
+                on_pass=None if main_rank else (lambda *_: None), images=images,
             )
-            latents = sample_latents(model, conditioning, settings)
-            videos = decode(model, latents, TilingSettings(spatial=not args.no_tiling))
+            latents = sample_latents(model, conditioning, settings,
+                                     on_step=None if parallel is None else parallel.agreed_steps())
+            videos = decode(model, latents, TilingSettings(spatial=not args.no_tiling)) if main_rank else []
         _report_onloads(hook_counts(model.modules), onloads, calls)
         print(f"run: {model.last_run.describe()}")
         if model.last_run.mag_ratios:
@@ -193,6 +213,40 @@ def generate(args) -> list[Path]:
     for path in paths:
         print(f"wrote {path}")
     return paths
+
+
+def _tiny_model(name: str, stack: ExitStack) -> Path:
+    scratch = stack.enter_context(tempfile.TemporaryDirectory())
+    return save_random_model(Path(scratch) / name, TINY[name])
+
+
+def _generate_in_parallel(args) -> list[Path]:
+    """`generate` as one rank of a torchrun job: this rank's device, and the report on rank 0 only."""
+    from .parallel import ParallelSettings, parallel_session, quiet_rank
+    from .parallel.launch import check_started_by_torchrun
+
+    settings = ParallelSettings.parse(args.parallel)
+    check_started_by_torchrun(settings)
+    with ExitStack() as stack:
+        if int(os.environ.get("RANK", "0")):
+            stack.enter_context(quiet_rank())
+        if args.model in TINY:  # before the process group: transformers then saves weights on rank 0 only
+            args.tiny_folder = _tiny_model(args.model, stack)
+        session = stack.enter_context(parallel_session(settings, args.device))
+        args.device = str(session.device)
+        args.offload_folder = session.disk_folder(args.offload_folder)
+        return generate(args, session)
+
+
+def _error_line(args, error: Exception) -> str | None:
+    """The error as the CLI prints it; under --parallel, ranks other than 0 name themselves and leave the
+    setup errors that every rank finds alike to rank 0."""
+    rank = int(os.environ.get("RANK", "0")) if getattr(args, "parallel", None) else 0
+    if rank == 0:
+        return f"error: {error}"
+    from .parallel import ParallelSetupError
+
+    return None if isinstance(error, ParallelSetupError) else f"error (rank {rank}): {error}"
 
 
 def _report_onloads(hooks: dict[str, int], onloads: dict[str, int], calls: dict[str, int]) -> None:
@@ -224,8 +278,15 @@ def main(argv: list[str] | None = None) -> int:
                                    "the real widths, random weights")
     args = parser.parse_args(argv)
     try:
-        generate(args) if args.command == "generate" else _make_random_model(args)
+        if args.command != "generate":
+            _make_random_model(args)
+        elif args.parallel:
+            _generate_in_parallel(args)
+        else:
+            generate(args)
     except UserInputError as error:
-        print(f"error: {error}", file=sys.stderr)
+        line = _error_line(args, error)
+        if line:
+            print(line, file=sys.stderr)
         return 2
     return 0

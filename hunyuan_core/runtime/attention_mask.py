@@ -90,8 +90,7 @@ class BatchSafeHunyuanVideo15AttnProcessor(HunyuanVideo15AttnProcessor2_0):
             value = torch.cat([value, encoder_value], dim=1)
 
         if attention_mask is not None:
-            text = key_padding(attention_mask)
-            attention_mask = F.pad(text, (query.shape[1] - text.shape[1], 0), value=True)[:, None, None, :]
+            attention_mask = self.key_padding_mask(attention_mask, query.shape[1])
         hidden_states = dispatch_attention_fn(
             query, key, value, attn_mask=attention_mask, dropout_p=0.0, is_causal=False,
             backend=self._attention_backend, parallel_config=self._parallel_config,
@@ -107,6 +106,12 @@ class BatchSafeHunyuanVideo15AttnProcessor(HunyuanVideo15AttnProcessor2_0):
                 encoder_hidden_states = attn.to_add_out(encoder_hidden_states)
         return hidden_states, encoder_hidden_states
 
+    def key_padding_mask(self, attention_mask: torch.Tensor, keys: int) -> torch.Tensor:
+        """The `[B, 1, 1, keys]` mask of this call's keys: the image tokens (all valid), then the text's key
+        padding. (Context parallelism overrides it: its keys arrive in another order.)"""
+        text = key_padding(attention_mask)
+        return F.pad(text, (keys - text.shape[1], 0), value=True)[:, None, None, :]
+
 
 BATCH_SAFE_PROCESSORS = {
     HunyuanVideoAttnProcessor2_0: BatchSafeHunyuanVideoAttnProcessor,
@@ -114,18 +119,24 @@ BATCH_SAFE_PROCESSORS = {
 }
 
 
-def install_batch_safe_attention(transformer: torch.nn.Module) -> int:
-    """Swaps every HunyuanVideo (1 or 1.5) attention processor of `transformer` for its batch-safe one.
-
-    Returns how many were swapped; processors of other kinds (the token refiner's) are left alone.
-    """
+def swap_processors(transformer: torch.nn.Module, replacements: dict[type, type]) -> int:
+    """Gives every attention processor of `transformer` whose type is a key of `replacements` a new processor
+    of the value's type; returns how many were swapped."""
     processors = dict(transformer.attn_processors)
     swapped = 0
     for name, processor in processors.items():
-        replacement = BATCH_SAFE_PROCESSORS.get(type(processor))
+        replacement = replacements.get(type(processor))
         if replacement is not None:
             processors[name] = replacement()
             swapped += 1
     if swapped:
         transformer.set_attn_processor(processors)
     return swapped
+
+
+def install_batch_safe_attention(transformer: torch.nn.Module) -> int:
+    """Swaps every HunyuanVideo (1 or 1.5) attention processor of `transformer` for its batch-safe one.
+
+    Returns how many were swapped; processors of other kinds (the token refiner's) are left alone.
+    """
+    return swap_processors(transformer, BATCH_SAFE_PROCESSORS)
