@@ -21,6 +21,7 @@ from ..speed.storage import fp8_components, store_in_fp8
 from .folder import load_component, read_model_index
 from .model import LoadedPipeline
 from .prompt_template import read_prompt_template
+from .single_file.source import ModelSource
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
@@ -54,7 +55,7 @@ def resolve_dtypes(
 
 
 def load_pipeline(
-    folder: str | Path,
+    folder: str | Path | ModelSource,
     dtypes: Mapping[str, torch.dtype] | None = None,
     offload: OffloadPlan | None = None,
     on_step: StepCallback | None = None,
@@ -64,8 +65,13 @@ def load_pipeline(
     on the best device).
 
     `on_step(done, total)` is called after each component and after offloading (which pins or writes
-    the weights): a 13B model takes a while, and a host application wants to show that.
+    the weights): a 13B model takes a while, and a host application wants to show that. A `ModelSource`
+    instead of a folder loads single files (a transformer, VAE, text encoders) with a folder or on their own.
     """
+    if isinstance(folder, ModelSource):
+        from .single_file.pipeline import load_from_files  # it builds on this module
+
+        return load_from_files(folder, dtypes, offload, on_step, speed)
     folder = Path(folder).expanduser()
     family = read_model_index(folder)
     spec = family.spec
