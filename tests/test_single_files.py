@@ -341,3 +341,25 @@ def test_cli_takes_single_files_for_every_component(shared_family_model, tmp_pat
     assert frames_of(tmp_path / "files.webp") == frames_of(tmp_path / "folder.webp")
     assert main([*common, "--transformer", str(paths["vae"]), "--out", str(tmp_path / "x.webp")]) == 2
     assert "hunyuan_video_vae.safetensors is not a HunyuanVideo transformer" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fused_qkv, comfy_internal", [(True, False), (False, False), (True, True)])
+def test_hunyuan_video15_transformer_file_loads_with_its_folder(random_folder, shared_family_model, tmp_path,
+                                                                fused_qkv, comfy_internal):
+    """HunyuanVideo 1.5 (which diffusers cannot load from one file): q, k and v fused as ComfyUI keeps them, or
+    apart as Tencent's checkpoints do, or in ComfyUI's internal names; the rest from the 1.5 folder."""
+    name = "hunyuan-video-1.5"
+    reference = shared_family_model(name).pipe.transformer
+    path = tmp_path / "hunyuanvideo1.5_480p_t2v.safetensors"
+    files.write_transformer(reference, path, "fp32", prefix="model.diffusion_model.", fused_qkv=fused_qkv,
+                            comfy_internal=comfy_internal)
+    model = load_pipeline(ModelSource(folder=random_folder(name), transformer=path))
+    try:
+        loaded = model.pipe.transformer.state_dict()
+        assert loaded.keys() == reference.state_dict().keys()
+        assert all(torch.equal(loaded[k], v) for k, v in reference.state_dict().items())
+    finally:
+        model.release()
+    refused(ModelSource(folder=random_folder(MODEL), transformer=path),
+            r"is a HunyuanVideo 1.5 transformer with 65 input channels, but the model folder .* is a HunyuanVideo 1 "
+            r"text-to-video model \(16 input channels\)")
