@@ -281,6 +281,17 @@ def test_incomplete_pickled_and_foreign_gguf_files_are_refused(random_folder, wr
             r"flux1-dev-Q8_0.gguf is a GGUF of a flux model, not a HunyuanVideo transformer")
 
 
+def test_fp8_storage_on_a_file_already_stored_small_is_refused(random_folder, shared_family_model, tmp_path):
+    from hunyuan_core.speed.settings import SpeedSettings
+
+    path = tmp_path / "hunyuan_video_t2v_fp8_e4m3fn.safetensors"
+    files.write_transformer(shared_family_model(MODEL).pipe.transformer, path, "fp8_e4m3fn")
+    with pytest.raises(UserInputError, match=r"hunyuan_video_t2v_fp8_e4m3fn.safetensors is already stored as fp8; "
+                                             r"turn fp8 storage off for the transformer in the speed settings"):
+        load_pipeline(ModelSource(folder=random_folder(MODEL), transformer=path),
+                      speed=SpeedSettings(fp8=("transformer",)))
+
+
 def test_scaled_fp8_that_cannot_be_applied_exactly_is_refused(random_folder, shared_family_model, tmp_path):
     from safetensors.torch import load_file, save_file
 
