@@ -5,13 +5,13 @@ names), CLIP-L and the Llama as ComfyUI stores them. Tests and benchmarks load t
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 
 from ..loading.single_file import transformer_keys as keys
+from ..loading.single_file import vae as vae_keys
 from ..loading.single_file.transformer import V1, V15, module_maps
 
 FP8_STORAGE = {"fp8_e4m3fn": torch.float8_e4m3fn, "fp8_e5m2": torch.float8_e5m2}
@@ -139,27 +139,6 @@ def gguf_dequantized(path: str | Path, dtype: torch.dtype) -> dict[str, torch.Te
 
 # VAE and text encoders ------------------------------------------------------------------------------------------
 
-def _ldm_name(key: str, up_blocks: int) -> str:
-    shortcut = lambda rest: rest.replace("conv_shortcut.", "nin_shortcut.")  # noqa: E731
-    attention = {"group_norm.": "norm.", "to_q.": "q.", "to_k.": "k.", "to_v.": "v.", "to_out.0.": "proj_out."}
-    if m := re.match(r"encoder\.down_blocks\.(\d+)\.resnets\.(\d+)\.(.*)", key):
-        return f"encoder.down.{m[1]}.block.{m[2]}.{shortcut(m[3])}"
-    if m := re.match(r"encoder\.down_blocks\.(\d+)\.downsamplers\.0\.(.*)", key):
-        return f"encoder.down.{m[1]}.downsample.{m[2]}"
-    if m := re.match(r"decoder\.up_blocks\.(\d+)\.resnets\.(\d+)\.(.*)", key):
-        return f"decoder.up.{up_blocks - 1 - int(m[1])}.block.{m[2]}.{shortcut(m[3])}"
-    if m := re.match(r"decoder\.up_blocks\.(\d+)\.upsamplers\.0\.(.*)", key):
-        return f"decoder.up.{up_blocks - 1 - int(m[1])}.upsample.{m[2]}"
-    if m := re.match(r"(encoder|decoder)\.mid_block\.resnets\.(\d)\.(.*)", key):
-        return f"{m[1]}.mid.block_{int(m[2]) + 1}.{shortcut(m[3])}"
-    if m := re.match(r"(encoder|decoder)\.mid_block\.attentions\.0\.(.*)", key):
-        rest = next(new + m[2][len(old):] for old, new in attention.items() if m[2].startswith(old))
-        return f"{m[1]}.mid.attn_1.{rest}"
-    if m := re.match(r"(encoder|decoder)\.conv_norm_out\.(.*)", key):
-        return f"{m[1]}.norm_out.{m[2]}"
-    return key
-
-
 def write_vae(vae: torch.nn.Module, path: str | Path, naming: str = "ldm", prefix: str = "",
               dtype: torch.dtype = torch.bfloat16) -> None:
     """The HunyuanVideo VAE as a single file: diffusers/Tencent names, or ComfyUI's LDM names (its mid
@@ -167,8 +146,9 @@ def write_vae(vae: torch.nn.Module, path: str | Path, naming: str = "ldm", prefi
     state = {k: v.detach().to(dtype) for k, v in vae.state_dict().items()}
     if naming == "ldm":
         up_blocks = len(vae.config.block_out_channels)
-        state = {_ldm_name(k, up_blocks): (v.reshape(*v.shape, 1, 1, 1) if ".attentions.0.to_" in k
-                                             and k.endswith(".weight") else v) for k, v in state.items()}
+        state = {vae_keys.rename(k, up_blocks, vae_keys.DIFFUSERS, vae_keys.LDM):
+                 (v.reshape(*v.shape, 1, 1, 1) if ".attentions.0.to_" in k and k.endswith(".weight") else v)
+                 for k, v in state.items()}
     save_file({prefix + k: v.contiguous() for k, v in state.items()}, str(path))
 
 

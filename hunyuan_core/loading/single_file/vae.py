@@ -20,11 +20,58 @@ from ...errors import UserInputError
 from .files import FileHeader, own_aligned_storage, read_header, read_tensors, strip_prefix, without_prefix
 
 ANCHORS = ("decoder.conv_in.", "encoder.conv_in.")
-_ATTENTION = {"norm.": "group_norm.", "q.": "to_q.", "k.": "to_k.", "v.": "to_v.", "proj_out.": "to_out.0."}
+# (ComfyUI/LDM, diffusers) name prefixes. {s}: encoder or decoder; {i}, {j}: block and layer; {u}: the same up
+# block numbered from the other end (LDM counts the decoder's up blocks in reverse); {k1} = {k} + 1.
+_BLOCKS = [
+    ("{s}.conv_in.", "{s}.conv_in."), ("{s}.conv_out.", "{s}.conv_out."),
+    ("quant_conv.", "quant_conv."), ("post_quant_conv.", "post_quant_conv."),
+    ("encoder.down.{i}.block.{j}.", "encoder.down_blocks.{i}.resnets.{j}."),
+    ("encoder.down.{i}.downsample.", "encoder.down_blocks.{i}.downsamplers.0."),
+    ("decoder.up.{u}.block.{j}.", "decoder.up_blocks.{i}.resnets.{j}."),
+    ("decoder.up.{u}.upsample.", "decoder.up_blocks.{i}.upsamplers.0."),
+    ("{s}.mid.block_{k1}.", "{s}.mid_block.resnets.{k}."),
+    ("{s}.mid.attn_1.", "{s}.mid_block.attentions.0."),
+    ("{s}.norm_out.", "{s}.conv_norm_out."),
+]
+# (LDM, diffusers) names of layers inside a block: the resnets' shortcut and the mid attention's layers.
+_LAYERS = [("nin_shortcut.", "conv_shortcut."), ("norm.", "group_norm."), ("q.", "to_q."), ("k.", "to_k."),
+           ("v.", "to_v."), ("proj_out.", "to_out.0.")]
+LDM, DIFFUSERS = 0, 1
 
 
-def _resnet(rest: str) -> str:
-    return "conv_shortcut." + rest[len("nin_shortcut."):] if rest.startswith("nin_shortcut.") else rest
+def _pattern(template: str) -> re.Pattern:
+    return re.compile(re.sub(r"\\\{(\w+)\\\}",
+                             lambda m: f"(?P<{m[1]}>encoder|decoder)" if m[1] == "s" else rf"(?P<{m[1]}>\d+)",
+                             re.escape(template)))
+
+
+_PATTERNS = [(_pattern(ldm), _pattern(diffusers)) for ldm, diffusers in _BLOCKS]
+
+
+def _fields(found: dict, up_blocks: int) -> dict:
+    """Every field of a rule from those one side of it names."""
+    fields = dict(found)
+    if "u" in found:
+        fields["i"] = up_blocks - 1 - int(found["u"])
+    elif "i" in found:
+        fields["u"] = up_blocks - 1 - int(found["i"])
+    if "k1" in found:
+        fields["k"] = int(found["k1"]) - 1
+    elif "k" in found:
+        fields["k1"] = int(found["k"]) + 1
+    return fields
+
+
+def rename(key: str, up_blocks: int, source: int = LDM, target: int = DIFFUSERS) -> str | None:
+    """A VAE key in the other naming (LDM -> diffusers by default), or None for a key no HunyuanVideo VAE has."""
+    for rule, patterns in zip(_BLOCKS, _PATTERNS, strict=True):
+        if match := patterns[source].match(key):
+            rest = key[match.end():]
+            layer = next((names for names in _LAYERS if rest.startswith(names[source])), None)
+            if layer is not None:
+                rest = layer[target] + rest[len(layer[source]):]
+            return rule[target].format(**_fields(match.groupdict(), up_blocks)) + rest
+    return None
 
 
 def _count(keys, pattern: str) -> int:
@@ -35,34 +82,12 @@ def is_ldm_naming(keys) -> bool:
     return any(key.startswith(("encoder.down.", "decoder.up.", "encoder.mid.", "decoder.mid.")) for key in keys)
 
 
-def ldm_name(key: str, up_blocks: int) -> str | None:
-    """The diffusers name of a ComfyUI/LDM-named key, or None for a key no HunyuanVideo VAE has."""
-    if re.match(r"(encoder|decoder)\.conv_(in|out)\.|(post_)?quant_conv\.", key):
-        return key
-    if m := re.match(r"encoder\.down\.(\d+)\.block\.(\d+)\.(.*)", key):
-        return f"encoder.down_blocks.{m[1]}.resnets.{m[2]}.{_resnet(m[3])}"
-    if m := re.match(r"encoder\.down\.(\d+)\.downsample\.(.*)", key):
-        return f"encoder.down_blocks.{m[1]}.downsamplers.0.{m[2]}"
-    if m := re.match(r"decoder\.up\.(\d+)\.block\.(\d+)\.(.*)", key):
-        return f"decoder.up_blocks.{up_blocks - 1 - int(m[1])}.resnets.{m[2]}.{_resnet(m[3])}"
-    if m := re.match(r"decoder\.up\.(\d+)\.upsample\.(.*)", key):
-        return f"decoder.up_blocks.{up_blocks - 1 - int(m[1])}.upsamplers.0.{m[2]}"
-    if m := re.match(r"(encoder|decoder)\.mid\.block_(\d)\.(.*)", key):
-        return f"{m[1]}.mid_block.resnets.{int(m[2]) - 1}.{_resnet(m[3])}"
-    if m := re.match(r"(encoder|decoder)\.mid\.attn_1\.(.*)", key):
-        rest = next((new + m[2][len(old):] for old, new in _ATTENTION.items() if m[2].startswith(old)), None)
-        return f"{m[1]}.mid_block.attentions.0.{rest}" if rest else None
-    if m := re.match(r"(encoder|decoder)\.norm_out\.(.*)", key):
-        return f"{m[1]}.conv_norm_out.{m[2]}"
-    return None
-
-
 def to_diffusers_names(tensors: dict) -> dict:
     """ComfyUI/LDM-named tensors -> diffusers names (the mid attention's 1x1x1 convs become Linear weights)."""
     up_blocks = _count(tensors, r"decoder\.up\.(\d+)\.")
     out = {}
     for key, tensor in tensors.items():
-        name = ldm_name(key, up_blocks)
+        name = rename(key, up_blocks)
         if name is None:
             raise UserInputError(f"Unknown HunyuanVideo VAE layer {key!r}: the file is of another VAE.")
         if ".attentions.0.to_" in name and name.endswith(".weight") and tensor.ndim > 2:
@@ -78,7 +103,7 @@ def inspect_vae(path: str | Path) -> tuple[FileHeader, str, dict[str, tuple]]:
     shapes = {k: v.shape for k, v in without_prefix(header.tensors, prefix).items()}
     if is_ldm_naming(shapes):
         shapes = {name: shape for key, shape in shapes.items()
-                  if (name := ldm_name(key, _count(shapes, r"decoder\.up\.(\d+)\."))) is not None}
+                  if (name := rename(key, _count(shapes, r"decoder\.up\.(\d+)\."))) is not None}
     conv_in = shapes.get("decoder.conv_in.conv.weight")
     if header.format != "safetensors" or conv_in is None or len(conv_in) != 5 or "post_quant_conv.weight" not in shapes:
         raise UserInputError(
