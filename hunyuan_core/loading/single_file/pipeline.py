@@ -1,6 +1,6 @@
-"""A whole pipeline from a `ModelSource`: single files for some components, a diffusers folder (or the shipped
-configs and given tokenizer folders) for the rest, and the same `LoadedPipeline` as a folder gives, so offloading,
-LoRAs and every node work unchanged.
+"""The weights of a `ModelSource`: single files for some components, a diffusers folder (or the shipped configs
+and given tokenizer folders) for the rest. `load_pipeline` loads them as it loads a folder, so the result is the
+same `LoadedPipeline`, and offloading, LoRAs and every node work unchanged.
 
 Every file's header is read and checked, and every config worked out, before any weights are read: a wrong file
 costs seconds, not the minutes of loading the others first.
@@ -12,21 +12,17 @@ import importlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable
 
 import torch
 
 from ...errors import UserInputError
 from ...families import FAMILIES, ModelFamily
-from ...offload.config import OffloadConfig, OffloadPlan, onload_device
-from ...progress import StepCallback
 from ...spec import ComponentSpec
 from ...speed.settings import SpeedSettings
 from ...speed.storage import fp8_components
 from ..folder import load_component, read_model_index
-from ..loader import check_speed, prepare_pipeline, resolve_dtypes
-from ..model import LoadedPipeline
-from ..prompt_template import read_prompt_template
+from ..loader import WeightSource
 from . import text_encoders, transformer, vae
 from .fp8 import check_fp8_support
 from .source import FILE_COMPONENTS, ModelSource
@@ -56,34 +52,19 @@ class PlannedFile:
         return self.storage not in ("bf16", "fp16", "fp32")
 
 
-def load_from_files(source: ModelSource, dtypes: Mapping[str, torch.dtype] | None = None,
-                    offload: OffloadPlan | None = None, on_step: StepCallback | None = None,
-                    speed: SpeedSettings | None = None) -> LoadedPipeline:
-    """Loads the pipeline `source` describes and applies `offload` (default: everything on the best device)."""
-    from ...devices import default_device
-
+def file_source(source: ModelSource) -> WeightSource:
+    """Checks every file from its header and works out its config (reading no weights); what loads each
+    component then."""
     family, base = _family_and_base(source)
-    spec = family.spec
-    offload = offload or OffloadPlan.uniform(OffloadConfig(onload_device=str(default_device())))
-    configs = offload.resolve(spec)
-    speed = speed or SpeedSettings()
-    check_speed(spec, speed, configs)
-    device = onload_device(configs)
-    resolved = resolve_dtypes(spec, dtypes, device)
     planned = plan_files(source, family, base)
-    _check_storage(planned, spec, speed, resolved, device)
 
-    report = on_step or (lambda done, total: None)
-    total = len(spec.components) + 1
-    components = {}
-    for done, component in enumerate(spec.components, start=1):
-        components[component.name] = _load(component, source, base, planned, resolved.get(component.name))
-        report(done, total)
-    pipe = getattr(importlib.import_module("diffusers"), spec.pipeline_class)(**components)
-    template = read_prompt_template(source.folder, family) if source.folder is not None else None
-    loaded = prepare_pipeline(pipe, family, configs, template, source.folder, speed)
-    report(total, total)
-    return loaded
+    def check(speed: SpeedSettings, dtypes: dict, device: torch.device) -> None:
+        _check_storage(planned, family.spec, speed, dtypes, device)
+
+    def load(component: ComponentSpec, dtype: torch.dtype | None):
+        return _load(component, source, base, planned, dtype)
+
+    return WeightSource(family, source.folder, load, check)
 
 
 def _family_and_base(source: ModelSource) -> tuple[ModelFamily, Path]:
