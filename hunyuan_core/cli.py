@@ -23,6 +23,7 @@ from .io.images import load_images
 from .io.video_io import FORMATS, numbered_paths, save_video
 from .loading.folder import read_model_index
 from .loading.loader import DTYPES, load_pipeline, parse_dtype
+from .loading.single_file import ModelSource
 from .offload.config import OffloadConfig, OffloadMode, OffloadPlan, describe
 from .offload.presets import PRESETS, default_preset, preset_plan
 from .offload.probe import count_calls, count_onloads, hook_counts
@@ -46,6 +47,14 @@ def _add_generate(subparsers) -> None:
     parser = subparsers.add_parser("generate", help="generate videos from text (and a start image)")
     parser.add_argument("--model", required=True,
                         help=f"diffusers-format model folder, or a tiny random model: {', '.join(TINY)}")
+    parser.add_argument("--transformer", metavar="FILE",
+                        help="the transformer from a single file instead of the model's (ComfyUI's "
+                             "models/diffusion_models: bf16, fp8, scaled fp8 or a GGUF)")
+    parser.add_argument("--vae", metavar="FILE", help="the VAE from a single file (ComfyUI's models/vae)")
+    parser.add_argument("--text-encoder", metavar="FILE",
+                        help="the Llama text encoder from a single file (models/text_encoders/llava_llama3_*)")
+    parser.add_argument("--clip", metavar="FILE",
+                        help="the CLIP-L text encoder from a single file (clip_l.safetensors)")
     parser.add_argument("--prompt", action="append", help="prompt (repeat for a batch)")
     parser.add_argument("--clip-prompt", action="append",
                         help="HunyuanVideo 1: separate prompt for CLIP (one, or one per prompt)")
@@ -176,17 +185,20 @@ def generate(args, parallel=None) -> list[Path]:
         folder = args.model
         if tiny:
             folder = getattr(args, "tiny_folder", None) or _tiny_model(args.model, stack)
-        family = read_model_index(Path(folder).expanduser())
+        source = ModelSource(folder=folder, transformer=args.transformer, vae=args.vae,
+                             text_encoder=args.text_encoder, text_encoder_2=args.clip)
+        family = read_model_index(source.folder, provided=source.files)
         settings = _sampling_settings(args, family, tiny)
         settings.validate()
         family.check_video_size(settings.width, settings.height, settings.frames)
         if parallel is not None:
             parallel.check_before_loading(folder, family, settings, plan, speed, _dtypes(args.dtype))
-        model = load_pipeline(folder, _dtypes(args.dtype), plan, speed=speed)
+        model = load_pipeline(source if source.files else folder, _dtypes(args.dtype), plan, speed=speed)
         stack.callback(model.release)
         if parallel is not None:
             parallel.attach(model)
-        print(f"model: {folder} ({family.name})\ndevice: {model.device}\noffload:\n{describe(model.offload_configs)}")
+        print(f"model: {source.describe()} ({family.name})\ndevice: {model.device}\n"
+              f"offload:\n{describe(model.offload_configs)}")
         negative = args.negative_prompt
         resolved = family.resolve(model, settings)
         guided = guides_some_step(family.guider(model, resolved), resolved.steps)

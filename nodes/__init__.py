@@ -6,6 +6,7 @@ from .loader import HunyuanDiffusersLoader
 from .offload import HunyuanDiffusersOffload
 from .offload_preset import HunyuanDiffusersOffloadPreset
 from .sampler import HunyuanDiffusersSampler
+from .single_file_loader import HunyuanDiffusersSingleFileLoader
 from .speed import HunyuanDiffusersSpeed
 from .video_encode import HunyuanDiffusersVAEEncode
 
@@ -18,6 +19,7 @@ NODE_CLASS_MAPPINGS = {
     "HunyuanDiffusersDecode": HunyuanDiffusersDecode,
     "HunyuanDiffusersVAEEncode": HunyuanDiffusersVAEEncode,
     "HunyuanDiffusersSpeed": HunyuanDiffusersSpeed,
+    "HunyuanDiffusersSingleFileLoader": HunyuanDiffusersSingleFileLoader,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -29,4 +31,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "HunyuanDiffusersDecode": "HunyuanVideo Decode (diffusers)",
     "HunyuanDiffusersVAEEncode": "HunyuanVideo VAE Encode (diffusers)",
     "HunyuanDiffusersSpeed": "HunyuanVideo Speed (diffusers)",
+    "HunyuanDiffusersSingleFileLoader": "HunyuanVideo Single-File Loader (diffusers)",
 }

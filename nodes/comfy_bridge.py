@@ -14,6 +14,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from ..hunyuan_core.errors import UserInputError
 from ..hunyuan_core.families import FAMILIES
 from ..hunyuan_core.loading.cache import PipelineCache
+from ..hunyuan_core.loading.single_file import ModelSource
 from ..hunyuan_core.progress import StepCallback
 
 PIPELINES = PipelineCache()
@@ -58,14 +59,20 @@ def model_folder_names() -> list[str]:
     return sorted(set(names))
 
 
-def resolve_model_folder(name: str) -> Path:
-    """The folder a listed model name refers to; names that could escape the model folders are refused."""
+def _relative_name(name: str, inside: str) -> PurePosixPath:
+    """A listed name as a relative path; names that could escape the model folders are refused."""
     relative = PurePosixPath(name.replace("\\", "/"))
     if not name or relative.is_absolute() or PureWindowsPath(name).drive or ".." in relative.parts:
         raise UserInputError(
-            f"The model name {name!r} is not a folder name inside ComfyUI's diffusers model folders "
-            "(absolute paths and '..' are refused). Pick a model from the list."
+            f"The model name {name!r} is not a {inside} (absolute paths and '..' are refused). Pick a model "
+            "from the list."
         )
+    return relative
+
+
+def resolve_model_folder(name: str) -> Path:
+    """The folder a listed model name refers to."""
+    relative = _relative_name(name, "folder name inside ComfyUI's diffusers model folders")
     for search_path in _search_paths():
         if (search_path / relative).is_dir():
             return search_path / relative
@@ -74,6 +81,64 @@ def resolve_model_folder(name: str) -> Path:
         f"Model folder {name!r} not found in {searched}. Put the diffusers-format HunyuanVideo folder "
         "there (or add a path in extra_model_paths.yaml) and refresh."
     )
+
+
+SINGLE_FILE_FOLDERS = {"transformer": ("diffusion_models", "unet"), "vae": ("vae",),
+                       "text_encoder": ("text_encoders", "clip")}
+"""ComfyUI's model folder names (folder_paths) holding each kind of single file; 'unet' and 'clip' are the
+legacy names older installs and extra_model_paths.yaml files still use."""
+SINGLE_FILE_SUFFIXES = (".safetensors", ".sft", ".gguf")
+
+
+def _file_search_paths(kind: str) -> list[Path]:
+    import folder_paths
+
+    paths = []
+    for folder_name in SINGLE_FILE_FOLDERS[kind]:
+        try:
+            paths += [Path(p) for p in folder_paths.get_folder_paths(folder_name) if os.path.isdir(p)]
+        except KeyError:  # a folder name this ComfyUI does not know
+            continue
+    return list(dict.fromkeys(paths))
+
+
+def single_file_names(kind: str) -> list[str]:
+    """The .safetensors and .gguf files in ComfyUI's folders for `kind` (transformer, vae, text_encoder). GGUF
+    files are listed too: ComfyUI's own lists leave them out (folder_paths.supported_pt_extensions)."""
+    names = set()
+    for search_path in _file_search_paths(kind):
+        for root, _dirs, files in os.walk(search_path, followlinks=True):
+            for file in files:
+                if file.lower().endswith(SINGLE_FILE_SUFFIXES):
+                    names.add((Path(root) / file).relative_to(search_path).as_posix())
+    return sorted(names)
+
+
+def resolve_single_file(kind: str, name: str) -> Path:
+    """The file a listed name refers to."""
+    relative = _relative_name(name, f"file name inside ComfyUI's {' / '.join(SINGLE_FILE_FOLDERS[kind])} folders")
+    for search_path in _file_search_paths(kind):
+        if (search_path / relative).is_file():
+            return search_path / relative
+    raise UserInputError(
+        f"{name!r} not found in ComfyUI's {' / '.join(SINGLE_FILE_FOLDERS[kind])} folders. Put the file there and "
+        "refresh."
+    )
+
+
+COMFY_TOKENIZERS = {"tokenizer": "text_encoders/llama_tokenizer", "tokenizer_2": "sd1_tokenizer"}
+"""The tokenizer files ComfyUI ships inside its comfy package (HunyuanVideo 1: Llama and CLIP-L)."""
+
+
+def comfy_tokenizer_folders() -> dict[str, Path]:
+    """ComfyUI's own tokenizer folders that exist here, for loading without a model folder."""
+    import comfy
+
+    if not getattr(comfy, "__file__", None):
+        return {}
+    package = Path(comfy.__file__).parent
+    return {name: package / sub for name, sub in COMFY_TOKENIZERS.items()
+            if (package / sub / "tokenizer_config.json").is_file()}
 
 
 def progress_bar(total: int) -> StepCallback:
@@ -111,7 +176,7 @@ def make_room(bytes_needed: int) -> None:
     comfy.model_management.free_memory(bytes_needed, comfy.model_management.get_torch_device())
 
 
-def load_model(folder: Path, dtypes: dict, plan, speed=None) -> object:
+def load_model(folder: Path | ModelSource, dtypes: dict, plan, speed=None) -> object:
     """The cached pipeline for these settings; the first call ties its release to ComfyUI's unloading."""
     _release_when_comfyui_unloads()
     return PIPELINES.get(folder, dtypes, plan, progress_bar(1), speed)

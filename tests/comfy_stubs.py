@@ -76,6 +76,9 @@ class Memory:
         Memory.unloads += 1
 
 
+FOLDERS: dict[str, list[str]] = {}
+"""ComfyUI's model folders by folder_paths name ("diffusers", "diffusion_models", "vae", ...); tests add theirs."""
+
 MODULES = ("comfy", "comfy.model_management", "comfy.utils", "comfy.latent_formats", "latent_preview", "folder_paths")
 
 
@@ -96,7 +99,9 @@ def install(diffusers_paths: list[str]) -> None:
     previews = types.ModuleType("latent_preview")
     previews.get_previewer = lambda device, latent_format: Previewer()
     folder_paths = types.ModuleType("folder_paths")
-    folder_paths.get_folder_paths = lambda name: list(diffusers_paths) if name == "diffusers" else []
+    FOLDERS.clear()
+    FOLDERS["diffusers"] = list(diffusers_paths)
+    folder_paths.get_folder_paths = lambda name: list(FOLDERS.get(name, []))
     modules = (comfy, management, utils, latent_formats, previews, folder_paths)
     sys.modules.update(dict(zip(MODULES, modules)))
 

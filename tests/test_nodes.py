@@ -314,3 +314,91 @@ def test_bad_speed_settings_are_explained(nodes):
     error_type = pack_module("hunyuan_core.errors").UserInputError
     with pytest.raises(error_type, match="The taylorseer cache takes cache interval"):
         nodes["HunyuanDiffusersSpeed"].configure("taylorseer", 2.5, "", "default", "none", False)
+
+
+@pytest.fixture
+def single_files(shared_family_model, tmp_path, monkeypatch):
+    """ComfyUI's models/diffusion_models (a bf16 and a GGUF transformer, in a subfolder too), models/unet,
+    models/vae and models/text_encoders, holding files of the tiny model."""
+    from hunyuan_core.testing import single_files as files
+
+    pipe = shared_family_model("hunyuan-video").pipe
+    folders = {name: tmp_path / name for name in ("diffusion_models", "unet", "vae", "text_encoders")}
+    for folder in folders.values():
+        (folder / "hyv").mkdir(parents=True)
+    files.write_transformer(pipe.transformer, folders["diffusion_models"] / "hyv" / "t2v_fp8.safetensors",
+                            "fp8_e4m3fn", prefix="model.diffusion_model.")
+    files.write_transformer(pipe.transformer, folders["unet"] / "t2v_fp32.safetensors", "fp32")
+    (folders["unet"] / "notes.txt").write_text("not a model")
+    files.write_vae(pipe.vae, folders["vae"] / "hunyuan_video_vae.safetensors", naming="diffusers",
+                    prefix="first_stage_model.", dtype=torch.float32)  # Tencent's names (the tests elsewhere: LDM's)
+    files.write_llama(pipe.text_encoder, folders["text_encoders"] / "llava_llama3.safetensors", "fp32")
+    files.write_clip(pipe.text_encoder_2, folders["text_encoders"] / "clip_l.safetensors", torch.float32)
+    for name, folder in folders.items():
+        monkeypatch.setitem(comfy_stubs.FOLDERS, name, [str(folder)])
+    return folders
+
+
+def single_file_inputs(**change):
+    inputs = dict(transformer="t2v_fp32.safetensors", vae="hunyuan_video_vae.safetensors",
+                  text_encoder="llava_llama3.safetensors", clip="clip_l.safetensors", model_folder=MODEL_NAME,
+                  transformer_dtype="auto", text_encoder_dtype="auto", vae_dtype="auto")
+    return {**inputs, **change}
+
+
+def test_single_file_loader_lists_comfyuis_folders(pack, single_files):
+    required = pack.NODE_CLASS_MAPPINGS["HunyuanDiffusersSingleFileLoader"].INPUT_TYPES()["required"]
+    assert required["transformer"][0] == ["hyv/t2v_fp8.safetensors", "t2v_fp32.safetensors"]
+    assert required["vae"][0] == ["from model folder", "hunyuan_video_vae.safetensors"]
+    assert required["clip"][0] == required["text_encoder"][0] == [
+        "from model folder", "clip_l.safetensors", "llava_llama3.safetensors"]
+    assert required["model_folder"][0] == ["none", *sorted([MODEL_NAME, *FAMILY_FOLDERS])]
+
+
+def test_single_file_loader_gives_the_folder_loaders_model(nodes, single_files):
+    """Every weight from files gives the folder's video through the same nodes; offload settings connect as to
+    the folder loader and every component's hooks fire; a model from other files replaces the first."""
+    loader = nodes["HunyuanDiffusersSingleFileLoader"]
+    preset = nodes["HunyuanDiffusersOffloadPreset"].configure("lowest_vram", "all components", "")[0]
+    model = loader.load(**single_file_inputs(), offload=preset)[0]
+    assert {c.mode.value for c in model.offload_configs.values()} == {"leaf_level"}
+
+    def video(model):
+        conditioning = nodes["HunyuanDiffusersTextEncode"].encode(model, "a cat", "one prompt per line", "", "")[0]
+        latent = nodes["HunyuanDiffusersSampler"].sample(model, conditioning, **sampler_inputs())[0]
+        return nodes["HunyuanDiffusersDecode"].decode(model, latent, **TILING)[0]
+
+    from_files = video(model)
+    assert torch.equal(from_files, video(load(nodes)))
+    assert model.pipe is None, "loading another model released the first"
+    fp8 = loader.load(**single_file_inputs(transformer="hyv/t2v_fp8.safetensors", vae="from model folder"))[0]
+    assert torch.float8_e4m3fn in {p.dtype for p in fp8.modules["transformer"].parameters()}
+    assert loader.IS_CHANGED(**single_file_inputs(transformer="hyv/t2v_fp8.safetensors", vae="from model folder")) == 0
+
+
+def test_single_file_loader_explains_missing_tokenizers_and_bad_names(nodes, single_files):
+    loader = nodes["HunyuanDiffusersSingleFileLoader"]
+    with pytest.raises(pack_module("hunyuan_core.errors").UserInputError,
+                       match=r"No model folder is chosen and ComfyUI's own tokenizer files were not found "
+                             r"\(comfy/text_encoders/llama_tokenizer, comfy/sd1_tokenizer\)"):
+        loader.load(**single_file_inputs(model_folder="none"))
+    with pytest.raises(pack_module("hunyuan_core.errors").UserInputError, match="absolute paths and '..' are refused"):
+        loader.load(**single_file_inputs(transformer="../unet/t2v_fp32.safetensors"))
+    with pytest.raises(pack_module("hunyuan_core.errors").UserInputError,
+                       match=r"'gone.safetensors' not found in ComfyUI's diffusion_models / unet folders"):
+        loader.load(**single_file_inputs(transformer="gone.safetensors"))
+
+
+def test_without_a_folder_the_tokenizers_come_from_comfyuis_package(pack, single_files, tmp_path, monkeypatch):
+    import sys
+
+    package = tmp_path / "comfy"
+    for name, sub in pack_module("nodes.comfy_bridge").COMFY_TOKENIZERS.items():
+        (package / sub).mkdir(parents=True)
+        (package / sub / "tokenizer_config.json").write_text("{}")
+    monkeypatch.setattr(sys.modules["comfy"], "__file__", str(package / "__init__.py"), raising=False)
+    source = pack_module("nodes.single_file_loader").model_source(**{
+        k: v for k, v in single_file_inputs(model_folder="none").items() if not k.endswith("dtype")})
+    assert source.folder is None
+    assert source.tokenizer == package / "text_encoders" / "llama_tokenizer"
+    assert source.tokenizer_2 == package / "sd1_tokenizer"

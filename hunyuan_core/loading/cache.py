@@ -17,12 +17,15 @@ from ..progress import StepCallback
 from ..speed.settings import SpeedSettings
 from .loader import load_pipeline
 from .model import LoadedPipeline
+from .single_file.source import ModelSource
 
 
-def _key(folder: str | Path, dtypes: Mapping[str, torch.dtype] | None, speed: SpeedSettings | None) -> tuple:
-    """What a loaded model cannot change in place: its folder, dtypes, fp8 storage and compilation."""
+def _key(folder: str | Path | ModelSource, dtypes: Mapping[str, torch.dtype] | None,
+         speed: SpeedSettings | None) -> tuple:
+    """What a loaded model cannot change in place: its folder (or files), dtypes, fp8 storage and compilation."""
     loads = (speed or SpeedSettings()).loads_differently
-    return str(Path(folder).expanduser().resolve()), tuple(sorted((dtypes or {}).items())), loads
+    source = folder.key if isinstance(folder, ModelSource) else str(Path(folder).expanduser().resolve())
+    return source, tuple(sorted((dtypes or {}).items())), loads
 
 
 class PipelineCache:
@@ -35,7 +38,7 @@ class PipelineCache:
     def current(self) -> LoadedPipeline | None:
         return self._model
 
-    def get(self, folder: str | Path, dtypes: Mapping[str, torch.dtype] | None, plan: OffloadPlan,
+    def get(self, folder: str | Path | ModelSource, dtypes: Mapping[str, torch.dtype] | None, plan: OffloadPlan,
             on_step: StepCallback | None = None, speed: SpeedSettings | None = None) -> LoadedPipeline:
         key = _key(folder, dtypes, speed)
         if self._model is not None and key == self._key and self._model.pipe is not None:
@@ -47,7 +50,7 @@ class PipelineCache:
         self._key = key
         return self._model
 
-    def times_released(self, folder: str | Path, dtypes: Mapping[str, torch.dtype] | None,
+    def times_released(self, folder: str | Path | ModelSource, dtypes: Mapping[str, torch.dtype] | None,
                        speed: SpeedSettings | None = None) -> int:
         """How often the model for these settings has been released: a handle given out before the last
         release is stale, so a host that caches loader outputs (ComfyUI) knows to load again. A model released

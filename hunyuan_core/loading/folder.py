@@ -11,6 +11,7 @@ import importlib
 import inspect
 import json
 from pathlib import Path
+from typing import Collection
 
 import torch
 
@@ -20,8 +21,9 @@ from ..quiet import GUIDERS, TRANSFORMERS, quiet
 from ..spec import ComponentSpec
 
 
-def read_model_index(folder: Path) -> ModelFamily:
-    """Checks that `folder` is a complete diffusers folder of a supported family; returns the family."""
+def read_model_index(folder: Path, provided: Collection[str] = ()) -> ModelFamily:
+    """Checks that `folder` is a complete diffusers folder of a supported family; returns the family. Components
+    named in `provided` come from elsewhere (single files): their weights need not be in the folder."""
     if not folder.is_dir():
         raise UserInputError(
             f"Model folder not found: {folder}. Put the diffusers-format HunyuanVideo folder (the one that "
@@ -46,7 +48,8 @@ def read_model_index(folder: Path) -> ModelFamily:
             "Pick a HunyuanVideo folder."
         )
     for component in family.spec.components:
-        _check_component(folder, index, component, family)
+        if component.name not in provided:
+            _check_component(folder, index, component, family)
     return family
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Mapping
 
 import torch
 
@@ -13,7 +15,7 @@ from ..errors import UserInputError
 from ..families import ModelFamily
 from ..offload.config import OffloadConfig, OffloadPlan, onload_device
 from ..progress import StepCallback
-from ..spec import PipelineSpec
+from ..spec import ComponentSpec, PipelineSpec
 from ..speed.attention import check_backend
 from ..speed.compile import check_compile, compile_blocks
 from ..speed.settings import SpeedSettings
@@ -21,6 +23,7 @@ from ..speed.storage import fp8_components, store_in_fp8
 from .folder import load_component, read_model_index
 from .model import LoadedPipeline
 from .prompt_template import read_prompt_template
+from .single_file.source import ModelSource
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
@@ -53,38 +56,62 @@ def resolve_dtypes(
     return resolved
 
 
+@dataclass
+class WeightSource:
+    """Where a model's weights come from: a diffusers folder, or single files (single_file/pipeline.py)."""
+
+    family: ModelFamily
+    folder: Path | None  # the model folder, if any: its prompt template, and the loaded model's origin
+    load: Callable[[ComponentSpec, torch.dtype | None], object]  # one component
+    check: Callable[[SpeedSettings, dict, torch.device], None] = lambda speed, dtypes, device: None
+    """Refuses what these weights cannot do with the speed settings, dtypes and device, before loading."""
+
+
+def folder_source(folder: str | Path) -> WeightSource:
+    folder = Path(folder).expanduser()
+    return WeightSource(read_model_index(folder), folder, partial(load_component, folder))
+
+
 def load_pipeline(
-    folder: str | Path,
+    folder: str | Path | ModelSource,
     dtypes: Mapping[str, torch.dtype] | None = None,
     offload: OffloadPlan | None = None,
     on_step: StepCallback | None = None,
     speed: SpeedSettings | None = None,
 ) -> LoadedPipeline:
     """Loads the model folder (its family from model_index.json) and applies `offload` (default: everything
-    on the best device).
+    on the best device). A `ModelSource` instead of a folder loads single files (a transformer, VAE, text
+    encoders) with a folder for the rest, or on their own.
 
     `on_step(done, total)` is called after each component and after offloading (which pins or writes
     the weights): a 13B model takes a while, and a host application wants to show that.
     """
-    folder = Path(folder).expanduser()
-    family = read_model_index(folder)
+    if isinstance(folder, ModelSource):
+        from .single_file.pipeline import file_source  # it builds on this module
+
+        source = file_source(folder)
+    else:
+        source = folder_source(folder)
+    family = source.family
     spec = family.spec
-    prompt_template = read_prompt_template(folder, family)
+    prompt_template = read_prompt_template(source.folder, family) if source.folder is not None else None
     if offload is None:
         offload = OffloadPlan.uniform(OffloadConfig(onload_device=str(default_device())))
     configs = offload.resolve(spec)  # before any weight is read: mistakes surface at once
     speed = speed or SpeedSettings()
     check_speed(spec, speed, configs)
-    resolved = resolve_dtypes(spec, dtypes, onload_device(configs))
+    device = onload_device(configs)
+    resolved = resolve_dtypes(spec, dtypes, device)
+    source.check(speed, resolved, device)
 
     report = on_step or (lambda done, total: None)
     total = len(spec.components) + 1
     components = {}
     for done, component in enumerate(spec.components, start=1):
-        components[component.name] = load_component(folder, component, resolved.get(component.name))
+        components[component.name] = source.load(component, resolved.get(component.name))
         report(done, total)
     pipe = getattr(importlib.import_module("diffusers"), spec.pipeline_class)(**components)
-    loaded = prepare_pipeline(pipe, family, configs, prompt_template, folder, speed)
+    loaded = prepare_pipeline(pipe, family, configs, prompt_template, source.folder, speed)
     report(total, total)
     return loaded
 

@@ -1,0 +1,190 @@
+"""The weights of a `ModelSource`: single files for some components, a diffusers folder (or the shipped configs
+and given tokenizer folders) for the rest. `load_pipeline` loads them as it loads a folder, so the result is the
+same `LoadedPipeline`, and offloading, LoRAs and every node work unchanged.
+
+Every file's header is read and checked, and every config worked out, before any weights are read: a wrong file
+costs seconds, not the minutes of loading the others first.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ...errors import UserInputError
+from ...families import FAMILIES, ModelFamily
+from ...spec import ComponentSpec
+from ...speed.settings import SpeedSettings
+from ...speed.storage import fp8_components
+from ..folder import load_component, read_model_index
+from ..loader import WeightSource
+from . import text_encoders, transformer, vae
+from .fp8 import check_fp8_support
+from .source import FILE_COMPONENTS, ModelSource
+
+SHIPPED_CONFIGS = Path(__file__).parent / "configs"
+SKELETONS = {"HunyuanVideoPipeline": SHIPPED_CONFIGS / "hunyuan_video"}
+"""Per pipeline class, a folder laid out like a diffusers model folder with the released model's configs and no
+weights: what fills in for a model folder when every weight comes from a file."""
+FILE_LOADABLE = {"HunyuanVideoPipeline": FILE_COMPONENTS, "HunyuanVideoImageToVideoPipeline": ("transformer", "vae"),
+                 "HunyuanVideo15Pipeline": ("transformer",), "HunyuanVideo15ImageToVideoPipeline": ("transformer",)}
+"""Which components each family can take from a single file."""
+
+
+@dataclass
+class PlannedFile:
+    """A checked file, its config and how its weights load."""
+
+    component: str
+    path: Path
+    config: dict
+    load: Callable[[torch.dtype], torch.nn.Module]
+    storage: str  # "bf16", "fp8", "scaled fp8", "GGUF Q4_0", ...
+    fp8: frozenset = frozenset()  # the fp8 dtypes it stores
+
+    @property
+    def stored_small(self) -> bool:
+        return self.storage not in ("bf16", "fp16", "fp32")
+
+
+def file_source(source: ModelSource) -> WeightSource:
+    """Checks every file from its header and works out its config (reading no weights); what loads each
+    component then."""
+    family, base = _family_and_base(source)
+    planned = plan_files(source, family, base)
+
+    def check(speed: SpeedSettings, dtypes: dict, device: torch.device) -> None:
+        _check_storage(planned, family.spec, speed, dtypes, device)
+
+    def load(component: ComponentSpec, dtype: torch.dtype | None):
+        return _load(component, source, base, planned, dtype)
+
+    return WeightSource(family, source.folder, load, check)
+
+
+def _family_and_base(source: ModelSource) -> tuple[ModelFamily, Path]:
+    """The model family and the folder its configs (and non-file components) come from."""
+    if source.folder is not None:
+        family = read_model_index(source.folder, provided=source.files)
+        allowed = FILE_LOADABLE.get(family.spec.pipeline_class, ())
+        refused = [name for name in source.files if name not in allowed]
+        if refused:
+            raise UserInputError(
+                f"A {family.name} model takes only its {', '.join(allowed)} from single files here; take the "
+                f"{', '.join(refused)} from its model folder {source.folder}."
+            )
+        return family, source.folder
+    family = FAMILIES["HunyuanVideoPipeline"]
+    missing = [name for name in FILE_COMPONENTS if name not in source.files]
+    missing += [c.name for c in family.spec.components if c.name.startswith("tokenizer")
+                and c.name not in source.tokenizer_folders]
+    if missing:
+        raise UserInputError(
+            f"Without a model folder every component must come from a file (and the tokenizers from their "
+            f"folders); missing: {', '.join(missing)}. Give those, or a diffusers folder for the rest."
+        )
+    return family, SKELETONS[family.spec.pipeline_class]
+
+
+def _base_config(base: Path, component: str) -> dict:
+    path = base / component / "config.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise UserInputError(
+            f"{path} could not be read ({error}); the {component} config is needed to load its single file. "
+            "Download the model folder's configs again."
+        ) from error
+
+
+def plan_files(source: ModelSource, family: ModelFamily, base: Path) -> dict[str, PlannedFile]:
+    """Checks every file from its header and works out its config, reading no weights."""
+    name = f"the {'model folder ' + str(base) if source.folder is not None else 'released ' + family.name}"
+    planners = {"transformer": _plan_transformer, "vae": _plan_vae, "text_encoder": _plan_text_encoder,
+                "text_encoder_2": _plan_text_encoder}
+    planned = {component: planners[component](component, path, _base_config(base, component), name, family)
+               for component, path in source.files.items()}
+    _check_widths(family, base, planned)
+    return planned
+
+
+def _plan_transformer(component, path, base, name, family) -> PlannedFile:
+    file = transformer.inspect_transformer(path)
+    config = transformer.transformer_config(file, base, name, family.name)
+    return PlannedFile(component, Path(path), config, lambda dtype: transformer.load_transformer(file, config, dtype),
+                       file.storage, frozenset(file.fp8_dtypes))
+
+
+def _plan_vae(component, path, base, name, family) -> PlannedFile:
+    header, prefix, shapes = vae.inspect_vae(path)
+    config = vae.vae_config(shapes, base, name)
+    return PlannedFile(component, Path(path), config, lambda dtype: vae.load_vae(header, prefix, config, dtype),
+                       header.storage)
+
+
+def _plan_text_encoder(component, path, base, name, family) -> PlannedFile:
+    kind = "llama" if component == "text_encoder" else "clip"
+    header, shapes = text_encoders.inspect_text_encoder(path, kind)
+    if kind == "llama":
+        config = text_encoders.llama_config(shapes, base, name)
+        load = lambda dtype: text_encoders.load_llama(header, config, dtype)  # noqa: E731
+    else:
+        config = text_encoders.clip_config(shapes, base, name)
+        load = lambda dtype: text_encoders.load_clip(header, config, dtype)  # noqa: E731
+    return PlannedFile(component, Path(path), config, load, header.storage, frozenset(header.fp8_dtypes))
+
+
+def _check_widths(family: ModelFamily, base: Path, planned: dict[str, PlannedFile]) -> None:
+    """HunyuanVideo 1: the transformer takes the Llama's and CLIP's outputs; refuse widths that cannot meet."""
+    if family.spec.pipeline_class != "HunyuanVideoPipeline":
+        return
+    config = {name: planned[name].config if name in planned else _base_config(base, name)
+              for name in ("transformer", "text_encoder", "text_encoder_2")}
+    for encoder, key in (("text_encoder", "text_embed_dim"), ("text_encoder_2", "pooled_projection_dim")):
+        width, wanted = config[encoder]["hidden_size"], config["transformer"][key]
+        if width != wanted and (encoder in planned or "transformer" in planned):
+            raise UserInputError(
+                f"The {encoder} is {width} wide but the transformer takes {wanted}: they belong to different models. "
+                "Use the text encoders of the transformer's model."
+            )
+
+
+def _check_storage(planned: dict[str, PlannedFile], spec, speed: SpeedSettings, dtypes: dict,
+                   device: torch.device) -> None:
+    """fp8 and GGUF files are already stored small: the speed settings' fp8 storage cannot apply on top, and fp8
+    needs a device that can hold it."""
+    requested = set(fp8_components(spec, speed.fp8))
+    for name, file in planned.items():
+        if file.stored_small and name in requested:
+            raise UserInputError(
+                f"{file.path.name} is already stored as {file.storage}; turn fp8 storage off for the {name} in the "
+                "speed settings (the file keeps its own)."
+            )
+        if file.fp8:
+            check_fp8_support(file.fp8, dtypes[name], device)
+
+
+def _load(component: ComponentSpec, source: ModelSource, base: Path, planned: dict[str, PlannedFile],
+          dtype: torch.dtype | None):
+    if component.name in planned:
+        return planned[component.name].load(dtype)
+    tokenizer_folder = source.tokenizer_folders.get(component.name)
+    if tokenizer_folder is not None:
+        return _load_tokenizer(component, tokenizer_folder)
+    return load_component(base, component, dtype)
+
+
+def _load_tokenizer(component: ComponentSpec, folder: Path):
+    cls = getattr(importlib.import_module(component.library), component.loaded_class)
+    try:
+        return cls.from_pretrained(str(folder), local_files_only=True)
+    except Exception as error:  # missing or malformed tokenizer files fail in many ways
+        raise UserInputError(
+            f"Could not load the {component.name} from {folder} ({error}). Give the folder holding its "
+            "tokenizer files (inside ComfyUI: comfy/text_encoders/llama_tokenizer and comfy/sd1_tokenizer)."
+        ) from error

@@ -1,0 +1,87 @@
+"""Single-file loader node: the transformer, VAE and text encoders from ComfyUI's own model folders
+(models/diffusion_models, models/vae, models/text_encoders), optionally with a diffusers folder for the rest."""
+
+from __future__ import annotations
+
+from ..hunyuan_core.errors import UserInputError
+from ..hunyuan_core.loading.single_file import ModelSource
+from . import comfy_bridge
+from .loader import ModelLoaderNode, dtype_inputs, load, optional_inputs, times_released
+
+FROM_FOLDER = "from model folder"
+NO_FOLDER = "none"
+
+
+def _file_input(kind: str, tooltip: str, optional_file: bool = True) -> tuple:
+    names = comfy_bridge.single_file_names(kind)
+    return ([FROM_FOLDER, *names] if optional_file else names), {"tooltip": tooltip}
+
+
+class HunyuanDiffusersSingleFileLoader(ModelLoaderNode):
+    DESCRIPTION = (
+        "Loads HunyuanVideo 1 from the single files ComfyUI uses: the transformer (bf16, fp8, scaled fp8 or a GGUF) "
+        "from models/diffusion_models, and optionally the VAE and the Llama and CLIP-L text encoders from models/vae "
+        "and models/text_encoders. Anything not given as a file comes from the model folder, if one is chosen. "
+        "fp8 and GGUF files stay small in memory. The output works with every other node, offloading included."
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "transformer": _file_input(
+                    "transformer",
+                    "The transformer file in models/diffusion_models (or models/unet): e.g. "
+                    "hunyuan_video_t2v_720p_bf16.safetensors, an fp8 file, or a GGUF such as "
+                    "hunyuan-video-t2v-720p-Q4_0.gguf.", optional_file=False),
+                "vae": _file_input(
+                    "vae", "The VAE file in models/vae (hunyuan_video_vae_bf16.safetensors), or the model folder's."),
+                "text_encoder": _file_input(
+                    "text_encoder", "The Llama text encoder file in models/text_encoders "
+                    "(llava_llama3_fp16.safetensors or llava_llama3_fp8_scaled.safetensors), or the model folder's."),
+                "clip": _file_input(
+                    "text_encoder", "The CLIP-L text encoder file in models/text_encoders (clip_l.safetensors), "
+                    "or the model folder's."),
+                "model_folder": (
+                    [NO_FOLDER, *comfy_bridge.model_folder_names()],
+                    {"tooltip": "A diffusers HunyuanVideo folder in models/diffusers for every component not given "
+                                "as a file, its configs and tokenizers. none: every component from a file, the "
+                                "released model's configs and the tokenizers ComfyUI ships."},
+                ),
+                **dtype_inputs(),
+            },
+            "optional": optional_inputs(),
+        }
+
+    @classmethod
+    def IS_CHANGED(cls, transformer, vae, text_encoder, clip, model_folder, transformer_dtype, text_encoder_dtype,
+                   vae_dtype, offload=None, speed=None):
+        """Changes when the model loaded for these inputs was released, so ComfyUI loads it again."""
+        source = model_source(transformer, vae, text_encoder, clip, model_folder)
+        return times_released(source, transformer_dtype, text_encoder_dtype, vae_dtype, speed)
+
+    def load(self, transformer, vae, text_encoder, clip, model_folder, transformer_dtype, text_encoder_dtype,
+             vae_dtype, offload=None, speed=None):
+        source = model_source(transformer, vae, text_encoder, clip, model_folder)
+        return load(source, transformer_dtype, text_encoder_dtype, vae_dtype, offload, speed)
+
+
+def model_source(transformer: str, vae: str, text_encoder: str, clip: str, model_folder: str) -> ModelSource:
+    """The files and folder the inputs name; without a folder, the tokenizers ComfyUI ships."""
+
+    def file(kind: str, name: str):
+        return None if name == FROM_FOLDER else comfy_bridge.resolve_single_file(kind, name)
+
+    files = {"transformer": file("transformer", transformer), "vae": file("vae", vae),
+             "text_encoder": file("text_encoder", text_encoder), "text_encoder_2": file("text_encoder", clip)}
+    if model_folder != NO_FOLDER:
+        return ModelSource(folder=comfy_bridge.resolve_model_folder(model_folder), **files)
+    tokenizers = comfy_bridge.comfy_tokenizer_folders()
+    missing = [name for name in comfy_bridge.COMFY_TOKENIZERS if name not in tokenizers]
+    if missing:
+        raise UserInputError(
+            f"No model folder is chosen and ComfyUI's own tokenizer files were not found "
+            f"({', '.join(f'comfy/{comfy_bridge.COMFY_TOKENIZERS[n]}' for n in missing)}). Choose a diffusers "
+            "HunyuanVideo folder in model_folder for the tokenizers, or update ComfyUI."
+        )
+    return ModelSource(**files, **tokenizers)

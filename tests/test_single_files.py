@@ -1,0 +1,376 @@
+"""Single files as ComfyUI users have them (transformer, VAE, text encoders; bf16, fp8, scaled fp8, GGUF),
+written by the tests from tiny random models: each loads to the model it was written from, composes with every
+offload preset, and wrong files are refused with a message saying what to use."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import PROMPTS, TINY_SETTINGS
+from helpers import generate
+
+from hunyuan_core.errors import UserInputError
+from hunyuan_core.loading.loader import load_pipeline
+from hunyuan_core.loading.single_file import ModelSource
+from hunyuan_core.loading.single_file import transformer_keys as keys
+from hunyuan_core.loading.single_file.transformer import module_maps
+from hunyuan_core.offload.config import OffloadConfig, OffloadMode, OffloadPlan
+from hunyuan_core.offload.presets import preset_plan
+from hunyuan_core.offload.probe import count_onloads, poison_offloaded
+from hunyuan_core.testing import single_files as files
+
+MODEL = "hunyuan-video"
+
+
+def transformer_inputs(config, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return dict(
+        hidden_states=torch.randn(1, config.in_channels, 3, 4, 4, generator=generator),
+        timestep=torch.tensor([500.0]),
+        encoder_hidden_states=torch.randn(1, 5, config.text_embed_dim, generator=generator),
+        encoder_attention_mask=torch.ones(1, 5, dtype=torch.bool),
+        pooled_projections=torch.randn(1, config.pooled_projection_dim, generator=generator),
+        guidance=torch.tensor([6000.0]),
+    )
+
+
+@torch.no_grad()
+def forward(transformer, config):
+    return transformer(**transformer_inputs(config)).sample
+
+
+def with_weights(transformer, original: dict):
+    """A copy of `transformer` holding `original` (Tencent names, the compute values a file should load to)."""
+    config = dict(transformer.config)
+    state = keys.to_diffusers(original, module_maps("HunyuanVideo 1", config),
+                              config["num_attention_heads"] * config["attention_head_dim"])
+    reference = copy.deepcopy(transformer)
+    reference.load_state_dict(state, strict=True)
+    return reference
+
+
+@pytest.mark.parametrize("storage, prefix, comfy_internal", [
+    ("fp32", "", False), ("fp32", "model.diffusion_model.", False), ("bf16", "diffusion_model.", False),
+    ("fp32", "model.", True),
+])
+def test_transformer_file_loads_to_the_model_it_was_written_from(random_folder, shared_family_model, tmp_path,
+                                                                 storage, prefix, comfy_internal):
+    """Tencent's names, bare or under ComfyUI's prefixes, or ComfyUI's internal names: bitwise the folder's
+    transformer (a bf16 file: bitwise its bf16-rounded weights). The tiny model is 20 wide, so this also fails
+    without the fix of diffusers' hard-coded width 3072."""
+    reference = shared_family_model(MODEL).pipe.transformer
+    path = tmp_path / "hunyuan_video_t2v.safetensors"
+    files.write_transformer(reference, path, storage, prefix=prefix, comfy_internal=comfy_internal)
+    model = load_pipeline(ModelSource(folder=random_folder(MODEL), transformer=path))
+    try:
+        loaded = model.pipe.transformer
+        expected = reference if storage == "fp32" else with_weights(
+            reference, files.dequantized(files.original_state_dict(reference), torch.bfloat16))
+        for name, tensor in expected.state_dict().items():
+            assert torch.equal(loaded.state_dict()[name].float(), tensor.float()), name
+        assert torch.equal(forward(loaded, reference.config), forward(expected, reference.config))
+    finally:
+        model.release()
+
+
+def test_the_width_fix_equals_diffusers_own_converter_at_the_released_width():
+    """diffusers 0.42.1 splits `single_blocks.N.linear1` with a hard-coded width of 3072; at that width the
+    pack's split gives exactly diffusers' result (the tensors are 3072 x 4 + MLP rows, one column each)."""
+    from diffusers.loaders.single_file_utils import convert_hunyuan_video_transformer_to_diffusers
+
+    hidden = 3072
+    tensors = {"single_blocks.0.linear1.weight": torch.randn(3 * hidden + 4 * hidden, 1),
+               "single_blocks.0.linear1.bias": torch.randn(3 * hidden + 4 * hidden)}
+    theirs = convert_hunyuan_video_transformer_to_diffusers(dict(tensors))
+    linear1 = [m for m in module_maps("HunyuanVideo 1", {"guidance_embeds": False, "num_refiner_layers": 0,
+                                                          "num_layers": 0, "num_single_layers": 1})
+               if m.split == keys.LINEAR1]
+    ours = keys.to_diffusers(dict(tensors), linear1, hidden)
+    assert theirs.keys() == ours.keys()
+    assert all(torch.equal(theirs[k], ours[k]) for k in theirs)
+    with pytest.raises(RuntimeError, match="split_with_sizes"):  # why the fix exists: any other width fails
+        convert_hunyuan_video_transformer_to_diffusers({k: v[: 3 * 20 + 80] for k, v in tensors.items()})
+
+
+@pytest.mark.parametrize("storage", ["fp8_e4m3fn", "fp8_e5m2", "scaled_fp8"])
+def test_fp8_files_stay_fp8_and_compute_exactly_the_files_values(random_folder, shared_family_model, tmp_path,
+                                                                 storage):
+    reference = shared_family_model(MODEL).pipe.transformer
+    path = tmp_path / f"hunyuan_video_t2v_{storage}.safetensors"
+    written = files.write_transformer(reference, path, storage)
+    model = load_pipeline(ModelSource(folder=random_folder(MODEL), transformer=path))
+    try:
+        loaded = model.pipe.transformer
+        fp8 = [n for n, p in loaded.named_parameters() if p.dtype in (torch.float8_e4m3fn, torch.float8_e5m2)]
+        matrices = 2 if storage == "scaled_fp8" else 5  # ComfyUI scales Linear weights only; kijai's cast the conv too
+        assert len(fp8) == sum(1 for n, p in reference.named_parameters()
+                               if n.endswith(".weight") and 2 <= p.ndim <= matrices)
+        assert loaded.dtype == torch.float32  # the compute dtype, as diffusers' layerwise casting reports it
+        expected = with_weights(reference, files.dequantized(written, torch.float32))
+        assert torch.equal(forward(loaded, reference.config), forward(expected, reference.config))
+    finally:
+        model.release()
+
+
+@pytest.mark.parametrize("quant_type", ["Q8_0", "Q4_0"])
+def test_gguf_transformer_equals_its_dequantized_weights(random_folder, shared_family_model, tmp_path, quant_type):
+    from diffusers.quantizers.gguf.utils import GGUFParameter
+
+    reference = files.quantizable_transformer(shared_family_model(MODEL).pipe.transformer)
+    path = tmp_path / f"hunyuan-video-t2v-{quant_type}.gguf"
+    types = files.write_transformer_gguf(reference, path, quant_type)
+    assert quant_type in types.values()
+    model = load_pipeline(ModelSource(folder=random_folder(MODEL), transformer=path))
+    try:
+        loaded = model.pipe.transformer
+        assert any(isinstance(p, GGUFParameter) and p.quant_type.name == quant_type for p in loaded.parameters())
+        expected = with_weights(reference, files.gguf_dequantized(path, torch.float32))
+        assert torch.equal(forward(loaded, reference.config), forward(expected, reference.config))
+    finally:
+        model.release()
+
+
+# Whole pipelines -------------------------------------------------------------------------------------------------
+
+def write_files(pipe, folder: Path, transformer="fp32", vae_naming="ldm", llama="fp32",
+                clip_dtype=torch.float32) -> dict[str, Path]:
+    """The pipeline's components as ComfyUI's single files, in `folder`."""
+    paths = {"vae": folder / "hunyuan_video_vae.safetensors", "text_encoder": folder / "llava_llama3.safetensors",
+             "text_encoder_2": folder / "clip_l.safetensors"}
+    if transformer.startswith("gguf"):
+        paths["transformer"] = folder / "hunyuan-video-t2v.gguf"
+        files.write_transformer_gguf(pipe.transformer, paths["transformer"], transformer.split(":")[1])
+    else:
+        paths["transformer"] = folder / "hunyuan_video_t2v.safetensors"
+        files.write_transformer(pipe.transformer, paths["transformer"], transformer, prefix="model.diffusion_model.")
+    files.write_vae(pipe.vae, paths["vae"], vae_naming, dtype=torch.float32)
+    files.write_llama(pipe.text_encoder, paths["text_encoder"], llama)
+    files.write_clip(pipe.text_encoder_2, paths["text_encoder_2"], clip_dtype)
+    return paths
+
+
+def configs_only(folder: Path, into: Path) -> Path:
+    """A copy of the model folder without any weights: configs, tokenizers and scheduler only."""
+    shutil.copytree(folder, into, ignore=shutil.ignore_patterns("*.safetensors"))
+    return into
+
+
+def test_every_weight_from_single_files_generates_exactly_the_folders_video(random_folder, shared_family_model,
+                                                                             tmp_path):
+    """fp32 files of every component (the VAE in ComfyUI's LDM names), with a folder that holds no weights at
+    all: the same latents and frames as the diffusers folder, bitwise."""
+    folder = random_folder(MODEL)
+    paths = write_files(shared_family_model(MODEL).pipe, tmp_path)
+    model = load_pipeline(ModelSource(folder=configs_only(folder, tmp_path / "configs"), **paths))
+    try:
+        latents, frames = generate(model, PROMPTS, TINY_SETTINGS)
+        expected = generate(shared_family_model(MODEL), PROMPTS, TINY_SETTINGS)
+        assert torch.equal(latents, expected[0]) and torch.equal(frames, expected[1])
+    finally:
+        model.release()
+
+
+def test_fp8_files_compose_with_every_offload_preset(random_folder, shared_family_model, tmp_path):
+    """An fp8 transformer and a scaled-fp8 Llama with the folder's CLIP and VAE: every preset gives bitwise the
+    output without offloading, every component's offloaded weights are onloaded when used (poisoned
+    otherwise), and the files' fp8 stays fp8 while offloaded (the casting is applied before offloading)."""
+    paths = write_files(shared_family_model(MODEL).pipe, tmp_path, transformer="fp8_e4m3fn", llama="scaled_fp8")
+    model = load_pipeline(ModelSource(folder=random_folder(MODEL), transformer=paths["transformer"],
+                                      text_encoder=paths["text_encoder"]))
+    try:
+        expected = generate(model, PROMPTS, TINY_SETTINGS)
+        for name in ("balanced", "lowest_vram", "disk"):
+            model.configure_offload(preset_plan(name, "cpu", disk_folder=str(tmp_path / "offload")))
+            with poison_offloaded(model.modules) as poisoned, count_onloads(model.modules) as onloads:
+                latents, frames = generate(model, PROMPTS, TINY_SETTINGS)
+            assert not poisoned, (name, sorted(set(poisoned))[:5])
+            assert all(onloads[c] > 0 for c in model.spec.module_names), (name, onloads)
+            assert torch.equal(latents, expected[0]) and torch.equal(frames, expected[1]), name
+            for component in ("transformer", "text_encoder"):
+                assert torch.float8_e4m3fn in {p.dtype for p in model.modules[component].parameters()}, name
+    finally:
+        model.release()
+
+
+@pytest.mark.parametrize("mode", [OffloadMode.BLOCK_LEVEL, OffloadMode.LEAF_LEVEL])
+def test_gguf_transformer_composes_with_disk_offloading(random_folder, shared_family_model, tmp_path, mode):
+    """Block-level disk offloading saves whole blocks, which fails on the views the fused layers' split leaves
+    (they share memory); the loader gives each weight its own storage."""
+    from diffusers.quantizers.gguf.utils import GGUFParameter
+
+    reference = files.quantizable_transformer(shared_family_model(MODEL).pipe.transformer)
+    path = tmp_path / "hunyuan-video-t2v-Q8_0.gguf"
+    files.write_transformer_gguf(reference, path, "Q8_0")
+    model = load_pipeline(ModelSource(folder=random_folder(MODEL), transformer=path))
+    try:
+        transformer = model.modules["transformer"]
+        expected = forward(transformer, reference.config)
+        model.configure_offload(OffloadPlan.uniform(OffloadConfig(mode=mode, disk_folder=str(tmp_path / "offload"))))
+        with poison_offloaded({"transformer": transformer}) as poisoned, \
+                count_onloads({"transformer": transformer}) as onloads:
+            assert torch.equal(forward(transformer, reference.config), expected)
+        assert not poisoned and onloads["transformer"] > 0
+        assert any(isinstance(p, GGUFParameter) for p in transformer.parameters())
+    finally:
+        model.release()
+
+
+def test_scaled_fp8_llama_computes_with_its_scaled_weights(random_folder, shared_family_model, tmp_path):
+    llama = shared_family_model(MODEL).pipe.text_encoder
+    path = tmp_path / "llava_llama3_fp8_scaled.safetensors"
+    written = files.write_llama(llama, path, "scaled_fp8")
+    model = load_pipeline(ModelSource(folder=random_folder(MODEL), text_encoder=path))
+    try:
+        expected = copy.deepcopy(llama)
+        expected.load_state_dict(files.dequantized(written, torch.float32), strict=True)
+        ids = torch.tensor([[1, 5, 9, 3, 7]])
+        with torch.no_grad():
+            out = model.pipe.text_encoder(ids, output_hidden_states=True).hidden_states[-3]
+            assert torch.equal(out, expected(ids, output_hidden_states=True).hidden_states[-3])
+    finally:
+        model.release()
+
+
+# Wrong files -----------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def written(shared_family_model, tmp_path_factory):
+    """The tiny model's components as single files, written once for the error tests."""
+    return write_files(shared_family_model(MODEL).pipe, tmp_path_factory.mktemp("files"), transformer="bf16",
+                       llama="fp16", clip_dtype=torch.float16)
+
+
+def refused(source: ModelSource, message: str):
+    with pytest.raises(UserInputError, match=message):
+        load_pipeline(source)
+
+
+def test_a_file_of_another_model_is_refused(random_folder, written):
+    folder = random_folder(MODEL)
+    refused(ModelSource(folder=folder, transformer=written["vae"]),
+            r"hunyuan_video_vae.safetensors is not a HunyuanVideo transformer: it has none of its layers .*"
+            r"Pick a HunyuanVideo file from models/diffusion_models")
+    refused(ModelSource(folder=folder, vae=written["transformer"]), r"is not a HunyuanVideo VAE .* from models/vae")
+    refused(ModelSource(folder=folder, text_encoder=written["text_encoder_2"]),
+            r"clip_l.safetensors is not a Llama text encoder .* Use llava_llama3_fp16.safetensors")
+    refused(ModelSource(folder=folder, text_encoder_2=written["text_encoder"]), r"is not a CLIP-L text encoder")
+
+
+def test_incomplete_pickled_and_foreign_gguf_files_are_refused(random_folder, written, tmp_path):
+    import gguf
+
+    folder = random_folder(MODEL)
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(written["transformer"].read_bytes()[:-100])
+    refused(ModelSource(folder=folder, transformer=truncated), r"It is incomplete or corrupted; download it again")
+    pickled = tmp_path / "hunyuan_video.pt"
+    pickled.write_bytes(b"not read")
+    refused(ModelSource(folder=folder, transformer=pickled), r"is a pickled checkpoint; .* Use the .safetensors")
+    flux = tmp_path / "flux1-dev-Q8_0.gguf"
+    writer = gguf.GGUFWriter(path=None, arch="flux")
+    writer.add_tensor("double_blocks.0.img_attn.proj.weight", torch.zeros(4, 32).numpy())
+    writer.write_header_to_file(path=str(flux))
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    refused(ModelSource(folder=folder, transformer=flux),
+            r"flux1-dev-Q8_0.gguf is a GGUF of a flux model, not a HunyuanVideo transformer")
+
+
+def test_fp8_storage_on_a_file_already_stored_small_is_refused(random_folder, shared_family_model, tmp_path):
+    from hunyuan_core.speed.settings import SpeedSettings
+
+    path = tmp_path / "hunyuan_video_t2v_fp8_e4m3fn.safetensors"
+    files.write_transformer(shared_family_model(MODEL).pipe.transformer, path, "fp8_e4m3fn")
+    with pytest.raises(UserInputError, match=r"hunyuan_video_t2v_fp8_e4m3fn.safetensors is already stored as fp8; "
+                                             r"turn fp8 storage off for the transformer in the speed settings"):
+        load_pipeline(ModelSource(folder=random_folder(MODEL), transformer=path),
+                      speed=SpeedSettings(fp8=("transformer",)))
+
+
+def test_scaled_fp8_that_cannot_be_applied_exactly_is_refused(random_folder, shared_family_model, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    path = tmp_path / "hunyuan_video_t2v_fp8_scaled.safetensors"
+    files.write_transformer(shared_family_model(MODEL).pipe.transformer, path, "scaled_fp8")
+    tensors = load_file(path)
+    key = "double_blocks.0.img_attn_qkv.scale_weight"
+    tensors[key] = tensors[key].repeat(60)  # a scale per output channel
+    save_file(tensors, path)
+    refused(ModelSource(folder=random_folder(MODEL), transformer=path),
+            r"double_blocks.0.img_attn_qkv has a scale of shape \(60,\) \(per channel or per block\); only "
+            r"per-tensor scaled fp8 can be applied exactly. Use the bf16/fp16 file or a GGUF instead.")
+
+
+def test_text_encoders_of_another_model_and_missing_tokenizers_are_refused(random_folder, shared_family_model,
+                                                                           written, tmp_path):
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    folder = random_folder(MODEL)
+    clip = shared_family_model(MODEL).pipe.text_encoder_2
+    wider = CLIPTextModel(CLIPTextConfig(**{**clip.config.to_dict(), "hidden_size": 16}))
+    path = tmp_path / "clip_g.safetensors"
+    files.write_clip(wider, path)
+    refused(ModelSource(folder=folder, text_encoder_2=path),
+            r"The text_encoder_2 is 16 wide but the transformer takes 8: they belong to different models")
+    refused(ModelSource(**written), r"Without a model folder .* missing: tokenizer, tokenizer_2")
+    tokenizers = {name: folder / name for name in ("tokenizer", "tokenizer_2")}
+    refused(ModelSource(**written, **tokenizers),  # without a folder: the released models' configs
+            r"hunyuan_video_t2v.safetensors has attention heads of 10 dims, but the rope axes \[16, 56, 56\] of the "
+            r"released HunyuanVideo 1 text-to-video sum to 128. It is not the released model: give a model folder")
+
+
+# Command line ----------------------------------------------------------------------------------------------------
+
+def frames_of(path: Path) -> list[bytes]:
+    from PIL import Image, ImageSequence
+
+    with Image.open(path) as video:
+        return [frame.convert("RGB").tobytes() for frame in ImageSequence.Iterator(video)]
+
+
+def test_cli_takes_single_files_for_every_component(shared_family_model, tmp_path, capsys):
+    """`--model tiny` is the same random model the files are written from: with every weight from files the
+    video is the same, and each component's offload hooks fire."""
+    from hunyuan_core.cli import main
+
+    paths = write_files(shared_family_model(MODEL).pipe, tmp_path)
+    common = ["generate", "--model", "tiny", "--prompt", "a cat", "--offload", "leaf_level"]
+    assert main([*common, "--out", str(tmp_path / "folder.webp")]) == 0
+    arguments = [*common, "--transformer", str(paths["transformer"]), "--vae", str(paths["vae"]),
+                 "--text-encoder", str(paths["text_encoder"]), "--clip", str(paths["text_encoder_2"])]
+    capsys.readouterr()
+    assert main([*arguments, "--out", str(tmp_path / "files.webp")]) == 0
+    printed = capsys.readouterr().out
+    assert "model: transformer: hunyuan_video_t2v.safetensors, vae: hunyuan_video_vae.safetensors" in printed
+    checks = [line for line in printed.splitlines() if line.startswith("offload check: ")]
+    assert len(checks) == 4 and all(line.endswith(" ok") for line in checks), checks
+    assert frames_of(tmp_path / "files.webp") == frames_of(tmp_path / "folder.webp")
+    assert main([*common, "--transformer", str(paths["vae"]), "--out", str(tmp_path / "x.webp")]) == 2
+    assert "hunyuan_video_vae.safetensors is not a HunyuanVideo transformer" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fused_qkv, comfy_internal", [(True, False), (False, False), (True, True)])
+def test_hunyuan_video15_transformer_file_loads_with_its_folder(random_folder, shared_family_model, tmp_path,
+                                                                fused_qkv, comfy_internal):
+    """HunyuanVideo 1.5 (which diffusers cannot load from one file): q, k and v fused as ComfyUI keeps them, or
+    apart as Tencent's checkpoints do, or in ComfyUI's internal names; the rest from the 1.5 folder."""
+    name = "hunyuan-video-1.5"
+    reference = shared_family_model(name).pipe.transformer
+    path = tmp_path / "hunyuanvideo1.5_480p_t2v.safetensors"
+    files.write_transformer(reference, path, "fp32", prefix="model.diffusion_model.", fused_qkv=fused_qkv,
+                            comfy_internal=comfy_internal)
+    model = load_pipeline(ModelSource(folder=random_folder(name), transformer=path))
+    try:
+        loaded = model.pipe.transformer.state_dict()
+        assert loaded.keys() == reference.state_dict().keys()
+        assert all(torch.equal(loaded[k], v) for k, v in reference.state_dict().items())
+    finally:
+        model.release()
+    refused(ModelSource(folder=random_folder(MODEL), transformer=path),
+            r"is a HunyuanVideo 1.5 transformer with 65 input channels, but the model folder .* is a HunyuanVideo 1 "
+            r"text-to-video model \(16 input channels\)")
