@@ -56,8 +56,9 @@ def apply_settings(prompt: dict, settings: list[tuple[str, str, object]]) -> lis
         for node in prompt.values():
             inputs = node["inputs"]
             if node["class_type"] == node_type and name in inputs and not isinstance(inputs[name], list):
-                if inputs[name] != value:
-                    changed.append(f"{node_type}.{name} {inputs[name]!r} -> {value!r}")
+                change = f"{node_type}.{name} {inputs[name]!r} -> {value!r}"
+                if inputs[name] != value and change not in changed:
+                    changed.append(change)
                 inputs[name] = value
     return changed
 
