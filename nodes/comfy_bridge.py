@@ -151,13 +151,19 @@ def progress_bar(total: int) -> StepCallback:
 
 def sampling_progress(total: int, latent_format_name: str) -> StepCallback:
     """ComfyUI's progress bar with a latent preview, drawn by ComfyUI's own previewer as the user set it up, for
-    the latent format of that name in comfy.latent_formats (HunyuanVideo, HunyuanVideo15)."""
+    the latent format of that name in comfy.latent_formats (HunyuanVideo, HunyuanVideo15). A ComfyUI older than
+    its support for the family (0.3.64 has no HunyuanVideo15) still runs it, with the progress bar only."""
     import comfy.latent_formats
     import comfy.utils
     import latent_preview
 
+    format_class = getattr(comfy.latent_formats, latent_format_name, None)
+    if format_class is None:
+        logging.getLogger(__name__).warning("HunyuanVideo (diffusers): this ComfyUI has no %s latent format, so "
+                                            "sampling shows no previews; update ComfyUI to get them.", latent_format_name)
+        return progress_bar(max(total, 1))
     bar = comfy.utils.ProgressBar(max(total, 1))
-    latent_format = getattr(comfy.latent_formats, latent_format_name)()
+    latent_format = format_class()
     previewer = latent_preview.get_previewer(compute_device(), latent_format)
 
     def report(done: int, total: int, preview=None) -> None:

@@ -233,6 +233,21 @@ def test_sampler_previews_and_makes_room_first(nodes):
     assert comfy_stubs.Previewer.seen[0].shape == (1, 16, 3, 2, 2)
 
 
+def test_a_comfyui_without_the_family_latent_format_samples_without_previews(nodes, monkeypatch, caplog):
+    """ComfyUI releases before HunyuanVideo 1.5 (0.3.64, say) have no HunyuanVideo15 latent format."""
+    import comfy.latent_formats
+
+    monkeypatch.delattr(comfy.latent_formats, "HunyuanVideo15")
+    comfy_stubs.Previewer.seen = []
+    model = nodes["HunyuanDiffusersLoader"].load("HunyuanVideo-1.5-tiny", "auto", "auto", "auto")[0]
+    conditioning = nodes["HunyuanDiffusersTextEncode"].encode(model, "a cat", "single prompt", "", "")[0]
+    comfy_stubs.ProgressBar.updates = []
+    latent = nodes["HunyuanDiffusersSampler"].sample(model, conditioning, **sampler_inputs())[0]
+    assert latent["samples"].shape == (1, 32, 3, 1, 1)
+    assert comfy_stubs.ProgressBar.updates == [(1, 2), (2, 2)] and comfy_stubs.Previewer.seen == []
+    assert "this ComfyUI has no HunyuanVideo15 latent format, so sampling shows no previews" in caplog.text
+
+
 def test_video_to_video_through_the_nodes(nodes):
     model = load(nodes)
     frames = torch.rand(9, 16, 32, 3)
