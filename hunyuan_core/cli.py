@@ -22,6 +22,7 @@ from .io.images import load_images
 from .io.video_io import FORMATS, numbered_paths, save_video
 from .loading.folder import read_model_index
 from .loading.loader import DTYPES, load_pipeline, parse_dtype
+from .lora import apply_loras, parse_lora
 from .offload.config import OffloadConfig, OffloadMode, OffloadPlan, describe
 from .offload.presets import PRESETS, default_preset, preset_plan
 from .offload.probe import count_calls, count_onloads, hook_counts
@@ -58,6 +59,8 @@ def _add_generate(subparsers) -> None:
             default = "the model family's" if field.name in FAMILY_DEFAULTS else "the model folder's"
         parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(getattr(defaults, field.name)),
                             default=None, help=f"default: {default}")
+    parser.add_argument("--lora", action="append", default=[], metavar="FILE[:STRENGTH]",
+                        help="a LoRA for the transformer, strength 1 unless given (repeat for several)")
     parser.add_argument("--device", help="compute device (default: cuda if available, else cpu)")
     parser.add_argument("--dtype", action="append", default=[], metavar="COMPONENT=DTYPE",
                         help=f"e.g. transformer=bf16 (a component or a role: "
@@ -160,6 +163,7 @@ def generate(args) -> list[Path]:
     plan = _offload_plan(args)
     speed = _speed_settings(args)
     images = load_images(args.image) if args.image else None
+    loras = [parse_lora(text) for text in args.lora]
     with ExitStack() as stack:
         folder = args.model
         if tiny:
@@ -172,6 +176,8 @@ def generate(args) -> list[Path]:
         model = load_pipeline(folder, _dtypes(args.dtype), plan, speed=speed)
         stack.callback(model.release)
         print(f"model: {folder} ({family.name})\ndevice: {model.device}\noffload:\n{describe(model.offload_configs)}")
+        for line in apply_loras(model, loras):
+            print(line)
         negative = args.negative_prompt
         resolved = family.resolve(model, settings)
         if negative is None and guides_some_step(family.guider(model, resolved), resolved.steps):
