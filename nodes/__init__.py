@@ -3,6 +3,7 @@
 from .decode import HunyuanDiffusersDecode
 from .encode import HunyuanDiffusersTextEncode
 from .loader import HunyuanDiffusersLoader
+from .lora import HunyuanDiffusersLoRA
 from .offload import HunyuanDiffusersOffload
 from .offload_preset import HunyuanDiffusersOffloadPreset
 from .sampler import HunyuanDiffusersSampler
@@ -18,6 +19,7 @@ NODE_CLASS_MAPPINGS = {
     "HunyuanDiffusersDecode": HunyuanDiffusersDecode,
     "HunyuanDiffusersVAEEncode": HunyuanDiffusersVAEEncode,
     "HunyuanDiffusersSpeed": HunyuanDiffusersSpeed,
+    "HunyuanDiffusersLoRA": HunyuanDiffusersLoRA,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -29,4 +31,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "HunyuanDiffusersDecode": "HunyuanVideo Decode (diffusers)",
     "HunyuanDiffusersVAEEncode": "HunyuanVideo VAE Encode (diffusers)",
     "HunyuanDiffusersSpeed": "HunyuanVideo Speed (diffusers)",
+    "HunyuanDiffusersLoRA": "HunyuanVideo LoRA (diffusers)",
 }

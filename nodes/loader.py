@@ -54,24 +54,31 @@ class HunyuanDiffusersLoader:
                     {"tooltip": "Speed settings from a HunyuanVideo Speed node (step cache, attention backend, "
                                 "fp8 storage, compile). Unconnected: none of them."},
                 ),
+                "loras": (
+                    comfy_types.LORAS,
+                    {"tooltip": "LoRAs from a chain of HunyuanVideo LoRA nodes. Changing them changes the loaded "
+                                "model in place (no reload). Unconnected: no LoRA."},
+                ),
             },
         }
 
     @classmethod
-    def IS_CHANGED(cls, model, transformer_dtype, text_encoder_dtype, vae_dtype, offload=None, speed=None):
+    def IS_CHANGED(cls, model, transformer_dtype, text_encoder_dtype, vae_dtype, offload=None, speed=None,
+                   loras=None):
         """Changes when the model loaded for these inputs was released (another model was loaded or
         ComfyUI unloaded models), so that ComfyUI runs the loader again instead of reusing a dead handle."""
         return comfy_bridge.PIPELINES.times_released(
             comfy_bridge.resolve_model_folder(model), _dtypes(transformer_dtype, text_encoder_dtype, vae_dtype), speed
         )
 
-    def load(self, model, transformer_dtype, text_encoder_dtype, vae_dtype, offload=None, speed=None):
+    def load(self, model, transformer_dtype, text_encoder_dtype, vae_dtype, offload=None, speed=None, loras=None):
         dtypes = _dtypes(transformer_dtype, text_encoder_dtype, vae_dtype)
         device = comfy_bridge.compute_device()
         plan = offload or preset_plan(
             default_preset(device), device, comfy_bridge.offload_device()
         )
-        return (comfy_bridge.load_model(comfy_bridge.resolve_model_folder(model), dtypes, plan, speed),)
+        folder = comfy_bridge.resolve_model_folder(model)
+        return (comfy_bridge.load_model(folder, dtypes, plan, speed, loras or ()),)
 
 
 def _dtypes(transformer_dtype: str, text_encoder_dtype: str, vae_dtype: str) -> dict:

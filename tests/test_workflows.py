@@ -26,7 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted((REPO / "example_workflows").glob("*.json"))
 DATA = Path(__file__).parent / "data"
 INTERFACE_FILE = DATA / "node_interface.json"
-FILE_CHOICES = {("HunyuanDiffusersLoader", "model"), ("VAELoader", "vae_name"), ("LoadImage", "image")}
+FILE_CHOICES = {("HunyuanDiffusersLoader", "model"), ("HunyuanDiffusersLoRA", "lora_name"), ("VAELoader", "vae_name"),
+                ("LoadImage", "image")}
 """Lists of files on the machine."""
 MODEL_FOLDERS = {"hunyuanvideo15_text_to_video": "HunyuanVideo-1.5-480p_t2v",
                  "hunyuanvideo15_image_to_video": "HunyuanVideo-1.5-480p_i2v",
