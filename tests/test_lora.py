@@ -193,6 +193,9 @@ def test_a_lora_for_another_model_is_refused_naming_its_keys(v1, shared_family_m
                                              r"none of its layers match \(e.g. transformer\.context_embedder"):
         apply_loras(v1, [LoraFile(path)])
     assert v1.loras == {}
+    original = random_lora(v1.modules["transformer"]).save(tmp_path / "v1.safetensors", "original")
+    with pytest.raises(UserInputError, match=r"HunyuanVideo 1.5 LoRAs are read in diffusers/peft names only"):
+        apply_loras(shared_family_model("hunyuan-video-1.5"), [LoraFile(original)])
 
 
 def test_a_partly_matching_lora_is_applied_with_a_warning(v1, v1_lora, tmp_path, caplog):
