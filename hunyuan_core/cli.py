@@ -24,6 +24,7 @@ from .io.video_io import FORMATS, numbered_paths, save_video
 from .loading.folder import read_model_index
 from .loading.loader import DTYPES, load_pipeline, parse_dtype
 from .loading.single_file import ModelSource
+from .lora import apply_loras, parse_lora
 from .offload.config import OffloadConfig, OffloadMode, OffloadPlan, describe
 from .offload.presets import PRESETS, default_preset, preset_plan
 from .offload.probe import count_calls, count_onloads, hook_counts
@@ -68,6 +69,8 @@ def _add_generate(subparsers) -> None:
             default = "the model family's" if field.name in FAMILY_DEFAULTS else "the model folder's"
         parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(getattr(defaults, field.name)),
                             default=None, help=f"default: {default}")
+    parser.add_argument("--lora", action="append", default=[], metavar="FILE[:STRENGTH]",
+                        help="a LoRA for the transformer, strength 1 unless given (repeat for several)")
     parser.add_argument("--device", help="compute device (default: cuda if available, else cpu)")
     parser.add_argument("--dtype", action="append", default=[], metavar="COMPONENT=DTYPE",
                         help=f"e.g. transformer=bf16 (a component or a role: "
@@ -181,6 +184,7 @@ def generate(args, parallel=None) -> list[Path]:
     plan = _offload_plan(args)
     speed = _speed_settings(args)
     images = load_images(args.image) if args.image else None
+    loras = [parse_lora(text) for text in args.lora]
     with ExitStack() as stack:
         folder = args.model
         if tiny:
@@ -195,10 +199,12 @@ def generate(args, parallel=None) -> list[Path]:
             parallel.check_before_loading(folder, family, settings, plan, speed, _dtypes(args.dtype))
         model = load_pipeline(source if source.files else folder, _dtypes(args.dtype), plan, speed=speed)
         stack.callback(model.release)
-        if parallel is not None:
-            parallel.attach(model)
         print(f"model: {source.describe()} ({family.name})\ndevice: {model.device}\n"
               f"offload:\n{describe(model.offload_configs)}")
+        for line in apply_loras(model, loras):  # the weights final before context parallelism wraps the model
+            print(line)
+        if parallel is not None:
+            parallel.attach(model)
         negative = args.negative_prompt
         resolved = family.resolve(model, settings)
         guided = guides_some_step(family.guider(model, resolved), resolved.steps)

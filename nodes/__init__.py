@@ -3,6 +3,7 @@
 from .decode import HunyuanDiffusersDecode
 from .encode import HunyuanDiffusersTextEncode
 from .loader import HunyuanDiffusersLoader
+from .lora import HunyuanDiffusersLoRA
 from .offload import HunyuanDiffusersOffload
 from .offload_preset import HunyuanDiffusersOffloadPreset
 from .sampler import HunyuanDiffusersSampler
@@ -20,6 +21,7 @@ NODE_CLASS_MAPPINGS = {
     "HunyuanDiffusersVAEEncode": HunyuanDiffusersVAEEncode,
     "HunyuanDiffusersSpeed": HunyuanDiffusersSpeed,
     "HunyuanDiffusersSingleFileLoader": HunyuanDiffusersSingleFileLoader,
+    "HunyuanDiffusersLoRA": HunyuanDiffusersLoRA,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -32,4 +34,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "HunyuanDiffusersVAEEncode": "HunyuanVideo VAE Encode (diffusers)",
     "HunyuanDiffusersSpeed": "HunyuanVideo Speed (diffusers)",
     "HunyuanDiffusersSingleFileLoader": "HunyuanVideo Single-File Loader (diffusers)",
+    "HunyuanDiffusersLoRA": "HunyuanVideo LoRA (diffusers)",
 }

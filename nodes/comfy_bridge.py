@@ -15,6 +15,7 @@ from ..hunyuan_core.errors import UserInputError
 from ..hunyuan_core.families import FAMILIES
 from ..hunyuan_core.loading.cache import PipelineCache
 from ..hunyuan_core.loading.single_file import ModelSource
+from ..hunyuan_core.lora import apply_loras
 from ..hunyuan_core.progress import StepCallback
 
 PIPELINES = PipelineCache()
@@ -139,6 +140,20 @@ def comfy_tokenizer_folders() -> dict[str, Path]:
     package = Path(comfy.__file__).parent
     return {name: package / sub for name, sub in COMFY_TOKENIZERS.items()
             if (package / sub / "tokenizer_config.json").is_file()}
+def lora_names() -> list[str]:
+    """The LoRA files in ComfyUI's models/loras folders (safetensors only: pickled files can run code)."""
+    import folder_paths
+
+    return sorted(name for name in folder_paths.get_filename_list("loras") if name.endswith(".safetensors"))
+
+
+def resolve_lora(name: str) -> Path:
+    import folder_paths
+
+    path = folder_paths.get_full_path("loras", name)
+    if path is None:
+        raise UserInputError(f"LoRA {name!r} not found in ComfyUI's loras folders; put it in models/loras and refresh.")
+    return Path(path)
 
 
 def progress_bar(total: int) -> StepCallback:
@@ -182,10 +197,13 @@ def make_room(bytes_needed: int) -> None:
     comfy.model_management.free_memory(bytes_needed, comfy.model_management.get_torch_device())
 
 
-def load_model(folder: Path | ModelSource, dtypes: dict, plan, speed=None) -> object:
+def load_model(folder: Path | ModelSource, dtypes: dict, plan, speed=None, loras=()) -> object:
     """The cached pipeline for these settings; the first call ties its release to ComfyUI's unloading."""
     _release_when_comfyui_unloads()
-    return PIPELINES.get(folder, dtypes, plan, progress_bar(1), speed)
+    model = PIPELINES.get(folder, dtypes, plan, progress_bar(1), speed)
+    for line in apply_loras(model, loras):  # in place: LoRAs already applied stay, others are added or removed
+        logging.info("HunyuanVideo (diffusers): %s", line)
+    return model
 
 
 def _release_when_comfyui_unloads() -> None:

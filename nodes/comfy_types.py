@@ -6,6 +6,7 @@ MODEL = "HYVD_MODEL"  # a loaded, offload-configured HunyuanVideo pipeline
 OFFLOAD = "HYVD_OFFLOAD"  # an offload plan: one configuration per component
 CONDITIONING = "HYVD_CONDITIONING"  # encoded prompts (and negative prompts)
 SPEED = "HYVD_SPEED"  # speed settings: step cache, attention backend, fp8 storage, compile
+LORAS = "HYVD_LORAS"  # a list of LoRA files with their strengths, for the loader
 
 MODEL_INPUT = (MODEL, {"tooltip": "The model from the HunyuanVideo loader."})
 OFFLOAD_BASE_INPUT = (

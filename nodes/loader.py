@@ -50,15 +50,16 @@ class HunyuanDiffusersLoader(ModelLoaderNode):
         }
 
     @classmethod
-    def IS_CHANGED(cls, model, transformer_dtype, text_encoder_dtype, vae_dtype, offload=None, speed=None):
+    def IS_CHANGED(cls, model, transformer_dtype, text_encoder_dtype, vae_dtype, offload=None, speed=None,
+                   loras=None):
         """Changes when the model loaded for these inputs was released (another model was loaded or
         ComfyUI unloaded models), so that ComfyUI runs the loader again instead of reusing a dead handle."""
         return times_released(comfy_bridge.resolve_model_folder(model), transformer_dtype, text_encoder_dtype,
                               vae_dtype, speed)
 
-    def load(self, model, transformer_dtype, text_encoder_dtype, vae_dtype, offload=None, speed=None):
+    def load(self, model, transformer_dtype, text_encoder_dtype, vae_dtype, offload=None, speed=None, loras=None):
         return load(comfy_bridge.resolve_model_folder(model), transformer_dtype, text_encoder_dtype, vae_dtype,
-                    offload, speed)
+                    offload, speed, loras)
 
 
 def dtype_inputs() -> dict:
@@ -71,7 +72,7 @@ def dtype_inputs() -> dict:
 
 
 def optional_inputs() -> dict:
-    """The offload and speed inputs every loader node has."""
+    """The offload, speed and LoRA inputs every loader node has."""
     return {
         "offload": (
             comfy_types.OFFLOAD,
@@ -83,6 +84,11 @@ def optional_inputs() -> dict:
             {"tooltip": "Speed settings from a HunyuanVideo Speed node (step cache, attention backend, "
                         "fp8 storage, compile). Unconnected: none of them."},
         ),
+        "loras": (
+            comfy_types.LORAS,
+            {"tooltip": "LoRAs from a chain of HunyuanVideo LoRA nodes. Changing them changes the loaded "
+                        "model in place (no reload). Unconnected: no LoRA."},
+        ),
     }
 
 
@@ -92,13 +98,14 @@ def times_released(source, transformer_dtype: str, text_encoder_dtype: str, vae_
                                                  speed)
 
 
-def load(source, transformer_dtype: str, text_encoder_dtype: str, vae_dtype: str, offload=None, speed=None):
+def load(source, transformer_dtype: str, text_encoder_dtype: str, vae_dtype: str, offload=None, speed=None,
+         loras=None):
     """The cached model for a folder (or a `ModelSource` of single files) with the nodes' dtype choices and the
-    default preset of the device when no offload settings are connected."""
+    default preset of the device when no offload settings are connected, brought to exactly `loras`."""
     dtypes = _dtypes(transformer_dtype, text_encoder_dtype, vae_dtype)
     device = comfy_bridge.compute_device()
     plan = offload or preset_plan(default_preset(device), device, comfy_bridge.offload_device())
-    return (comfy_bridge.load_model(source, dtypes, plan, speed),)
+    return (comfy_bridge.load_model(source, dtypes, plan, speed, loras or ()),)
 
 
 def _dtypes(transformer_dtype: str, text_encoder_dtype: str, vae_dtype: str) -> dict:

@@ -55,15 +55,15 @@ class HunyuanDiffusersSingleFileLoader(ModelLoaderNode):
 
     @classmethod
     def IS_CHANGED(cls, transformer, vae, text_encoder, clip, model_folder, transformer_dtype, text_encoder_dtype,
-                   vae_dtype, offload=None, speed=None):
+                   vae_dtype, offload=None, speed=None, loras=None):
         """Changes when the model loaded for these inputs was released, so ComfyUI loads it again."""
         source = model_source(transformer, vae, text_encoder, clip, model_folder)
         return times_released(source, transformer_dtype, text_encoder_dtype, vae_dtype, speed)
 
     def load(self, transformer, vae, text_encoder, clip, model_folder, transformer_dtype, text_encoder_dtype,
-             vae_dtype, offload=None, speed=None):
+             vae_dtype, offload=None, speed=None, loras=None):
         source = model_source(transformer, vae, text_encoder, clip, model_folder)
-        return load(source, transformer_dtype, text_encoder_dtype, vae_dtype, offload, speed)
+        return load(source, transformer_dtype, text_encoder_dtype, vae_dtype, offload, speed, loras)
 
 
 def model_source(transformer: str, vae: str, text_encoder: str, clip: str, model_folder: str) -> ModelSource:

@@ -82,7 +82,28 @@ FOLDERS: dict[str, list[str]] = {}
 MODULES = ("comfy", "comfy.model_management", "comfy.utils", "comfy.latent_formats", "latent_preview", "folder_paths")
 
 
-def install(diffusers_paths: list[str]) -> None:
+def _folder_paths(diffusers_paths: list[str], lora_paths: list[str]) -> types.ModuleType:
+    """folder_paths with the diffusers and loras folders (tests add others to FOLDERS); file lists are read live,
+    as ComfyUI's are."""
+    folder_paths = types.ModuleType("folder_paths")
+    FOLDERS.clear()
+    FOLDERS.update({"diffusers": list(diffusers_paths), "loras": list(lora_paths)})
+    folders = FOLDERS
+    folder_paths.get_folder_paths = lambda name: list(folders.get(name, []))
+
+    def get_filename_list(name):
+        return sorted(p.relative_to(root).as_posix() for root in map(Path, folders.get(name, []))
+                      for p in root.rglob("*") if p.is_file())
+
+    def get_full_path(name, filename):
+        found = [Path(root) / filename for root in folders.get(name, []) if (Path(root) / filename).is_file()]
+        return str(found[0]) if found else None
+
+    folder_paths.get_filename_list, folder_paths.get_full_path = get_filename_list, get_full_path
+    return folder_paths
+
+
+def install(diffusers_paths: list[str], lora_paths: list[str] = ()) -> None:
     comfy = types.ModuleType("comfy")
     management = types.ModuleType("comfy.model_management")
     management.get_torch_device = lambda: "cpu"
@@ -98,11 +119,7 @@ def install(diffusers_paths: list[str]) -> None:
     comfy.model_management, comfy.utils, comfy.latent_formats = management, utils, latent_formats
     previews = types.ModuleType("latent_preview")
     previews.get_previewer = lambda device, latent_format: Previewer()
-    folder_paths = types.ModuleType("folder_paths")
-    FOLDERS.clear()
-    FOLDERS["diffusers"] = list(diffusers_paths)
-    folder_paths.get_folder_paths = lambda name: list(FOLDERS.get(name, []))
-    modules = (comfy, management, utils, latent_formats, previews, folder_paths)
+    modules = (comfy, management, utils, latent_formats, previews, _folder_paths(diffusers_paths, lora_paths))
     sys.modules.update(dict(zip(MODULES, modules)))
 
 

@@ -109,9 +109,15 @@ def models_root(tiny_model_dir, random_folder, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def pack(models_root):
+def loras_root(tmp_path_factory):
+    """ComfyUI's models/loras folder (empty: tests put their LoRA files there)."""
+    return tmp_path_factory.mktemp("loras")
+
+
+@pytest.fixture(scope="session")
+def pack(models_root, loras_root):
     """The node pack imported as ComfyUI imports it, with stand-ins for ComfyUI's modules."""
-    comfy_stubs.install([str(models_root)])
+    comfy_stubs.install([str(models_root)], [str(loras_root)])
     pack = comfy_stubs.load_pack()
     yield pack
     pack.nodes.comfy_bridge.PIPELINES.release()

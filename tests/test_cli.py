@@ -66,3 +66,29 @@ def test_speed_flags_and_the_run_report(tmp_path, capsys):
     assert "(0 skipped)" not in report
     assert main(["generate", "--model", "tiny", "--attention", "sage", "--out", str(out)]) == 2
     assert "cannot take the text padding mask" in capsys.readouterr().err
+
+
+def test_lora_flags(tmp_path, capsys):
+    """--lora FILE[:STRENGTH], repeatable, reported per LoRA; a LoRA that does not fit the model exits 2 with
+    the reason (strengths and formats are tested in test_lora.py)."""
+    from hunyuan_core.testing.loras import random_lora
+    from hunyuan_core.testing.random_models import build_random_model
+
+    transformer = build_random_model("hunyuan-video")[0].transformer  # the shapes --model tiny has
+    lora = random_lora(transformer).save(tmp_path / "style.safetensors", "kohya")
+    other = random_lora(transformer, seed=1).save(tmp_path / "other.safetensors", "comfyui")
+    base = ["generate", "--model", "tiny", "--frames", "1", "--steps", "1", "--offload", "block_level"]
+    assert main([*base, "--lora", f"{lora}:0.8", "--lora", str(other), "--out", str(tmp_path / "v.webp")]) == 0
+    printed = capsys.readouterr().out
+    assert "LoRA style.safetensors (kohya / musubi-tuner (lora_unet_…), Tencent's original names): 14 layers, " \
+           "strength 0.8" in printed
+    assert "LoRA other.safetensors (ComfyUI (lora_down / lora_up), Tencent's original names): 14 layers, " \
+           "strength 1" in printed
+    assert "offload check: transformer: " in printed and "NEVER" not in printed
+    misfit = random_lora(build_random_model("hunyuan-video-1.5")[0].transformer, original_names=False)
+    misfit_path = misfit.save(tmp_path / "misfit.safetensors", "diffusers")
+    assert main([*base, "--lora", str(misfit_path), "--out", str(tmp_path / "x.webp")]) == 2
+    assert "error: The LoRA misfit.safetensors does not fit this HunyuanVideo 1 text-to-video model" in \
+        capsys.readouterr().err
+    assert main([*base, "--lora", f"{tmp_path / 'missing.safetensors'}:0.5", "--out", str(tmp_path / "x.webp")]) == 2
+    assert "error: LoRA file not found" in capsys.readouterr().err

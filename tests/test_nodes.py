@@ -417,3 +417,33 @@ def test_without_a_folder_the_tokenizers_come_from_comfyuis_package(pack, single
     assert source.folder is None
     assert source.tokenizer == package / "text_encoders" / "llama_tokenizer"
     assert source.tokenizer_2 == package / "sd1_tokenizer"
+
+
+def test_lora_nodes_bring_the_loaded_model_to_their_list_in_place(pack, nodes, loras_root):
+    """The LoRA nodes make a list; the loader applies exactly that list to the cached model (no reload):
+    chained LoRAs apply together, strength 0 and an unconnected list give bitwise the model without LoRA."""
+    from hunyuan_core.testing.loras import random_lora
+
+    model = load(nodes)
+    random_lora(model.modules["transformer"]).save(loras_root / "style.safetensors", "kohya")
+    (loras_root / "more").mkdir()
+    random_lora(model.modules["transformer"], seed=1).save(loras_root / "more" / "other.safetensors", "original")
+    (loras_root / "old.ckpt").write_bytes(b"")
+    listed = pack.NODE_CLASS_MAPPINGS["HunyuanDiffusersLoRA"].INPUT_TYPES()["required"]["lora_name"][0]
+    assert listed == ["more/other.safetensors", "style.safetensors"]
+    lora_node, loader = nodes["HunyuanDiffusersLoRA"], nodes["HunyuanDiffusersLoader"]
+    chain = lora_node.add("more/other.safetensors", 0.5, lora_node.add("style.safetensors", 1.0)[0])[0]
+    assert [(lora.path.name, lora.strength) for lora in chain] == [("style.safetensors", 1.0),
+                                                                   ("other.safetensors", 0.5)]
+    conditioning = nodes["HunyuanDiffusersTextEncode"].encode(model, "a cat", "single prompt", "", "")[0]
+
+    def latents(**loader_inputs):
+        assert loader.load(MODEL_NAME, "auto", "auto", "auto", **loader_inputs)[0] is model
+        return nodes["HunyuanDiffusersSampler"].sample(model, conditioning, **sampler_inputs(steps=1))[0]["samples"]
+
+    plain = latents()
+    assert not torch.equal(latents(loras=chain), plain) and len(model.loras) == 2
+    assert torch.equal(latents(loras=lora_node.add("style.safetensors", 0.0)[0]), plain) and len(model.loras) == 1
+    assert torch.equal(latents(), plain) and model.loras == {}
+    with pytest.raises(pack_module("hunyuan_core.errors").UserInputError, match="LoRA 'gone.safetensors' not found"):
+        lora_node.add("gone.safetensors", 1.0)

@@ -26,7 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted((REPO / "example_workflows").glob("*.json"))
 DATA = Path(__file__).parent / "data"
 INTERFACE_FILE = DATA / "node_interface.json"
-FILE_CHOICES = {("HunyuanDiffusersLoader", "model"), ("VAELoader", "vae_name"), ("LoadImage", "image"),
+FILE_CHOICES = {("HunyuanDiffusersLoader", "model"), ("HunyuanDiffusersLoRA", "lora_name"), ("VAELoader", "vae_name"),
+                ("LoadImage", "image"),
                 *(("HunyuanDiffusersSingleFileLoader", name)
                   for name in ("transformer", "vae", "text_encoder", "clip", "model_folder"))}
 """Lists of files on the machine."""

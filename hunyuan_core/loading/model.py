@@ -35,6 +35,7 @@ class LoadedPipeline:
     speed: SpeedSettings = field(default_factory=SpeedSettings)
     _offload: AppliedOffload | None = field(default=None, repr=False)
     last_run: RunReport | None = field(default=None, repr=False)  # what the latest sampling run did
+    loras: dict = field(default_factory=dict, repr=False)  # the LoRAs applied now, by file (lora/apply.py)
 
     @property
     def spec(self) -> PipelineSpec:

@@ -97,3 +97,29 @@ def trace_nested_groups_once() -> None:
     initialize = LazyPrefetchGroupOffloadingHook.initialize_hook
     if not getattr(initialize, "traces_from_the_outermost", False):
         LazyPrefetchGroupOffloadingHook.initialize_hook = _trace_from_the_outermost(initialize)
+
+
+def _onto_fresh_allocations(original):
+    def onload_from_disk(self):
+        original(self)
+        for tensor in self.key_to_tensor.values():
+            if tensor.device.type == "cpu" and not tensor.is_pinned():
+                tensor.data = tensor.data.clone()
+
+    onload_from_disk.fresh_allocations = True
+    return onload_from_disk
+
+
+def onload_from_disk_aligned() -> None:
+    """Gives weights that disk offloading onloads to a CPU fresh allocations, process-wide and idempotently.
+
+    diffusers 0.42.1 (`ModuleGroup._onload_from_disk`) hands out safetensors' tensors as they are: slices of
+    one read buffer at unaligned addresses, on which CPU kernels round differently, so an output differed
+    from the same weights in memory (by 5e-7 on the tiny model with LoRA adapters, whose small tensors pack
+    at odd offsets). An accelerator onload device gets fresh allocations anyway; pinned copies are fresh too.
+    """
+    from diffusers.hooks.group_offloading import ModuleGroup
+
+    onload = ModuleGroup._onload_from_disk
+    if not getattr(onload, "fresh_allocations", False):
+        ModuleGroup._onload_from_disk = _onto_fresh_allocations(onload)

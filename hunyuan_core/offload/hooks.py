@@ -20,7 +20,7 @@ import torch
 from ..errors import UserInputError
 from ..spec import PipelineSpec
 from .config import OffloadConfig, OffloadMode, pins_weights
-from .diffusers_fixes import drop_duplicate_group_tensors, trace_nested_groups_once
+from .diffusers_fixes import drop_duplicate_group_tensors, onload_from_disk_aligned, trace_nested_groups_once
 
 GROUP_OFFLOADING_HOOKS = ("group_offloading", "layer_execution_tracker", "lazy_prefetch_group_offloading")
 
@@ -166,6 +166,7 @@ def apply_component_offload(name: str, module: torch.nn.Module, config: OffloadC
             disk_path = _fresh_disk_folder(Path(config.disk_folder), name)
         set_pinned(module, pins_weights(config))
         trace_nested_groups_once()
+        onload_from_disk_aligned()
         apply_group_offloading(
             module,
             onload_device=torch.device(config.onload_device),
