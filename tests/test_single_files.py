@@ -175,12 +175,12 @@ def test_every_weight_from_single_files_generates_exactly_the_folders_video(rand
 
 
 def test_fp8_files_compose_with_every_offload_preset(random_folder, shared_family_model, tmp_path):
-    """An fp8 transformer and a scaled-fp8 Llama with the folder's CLIP and VAE: every preset gives bitwise the
-    output without offloading, every component's offloaded weights are onloaded when used (poisoned
-    otherwise), and the files' fp8 stays fp8 while offloaded (the casting is applied before offloading)."""
+    """Every component from a file (an fp8 transformer, a scaled-fp8 Llama, CLIP-L and the VAE in LDM names):
+    every preset gives bitwise the output without offloading, every component's offloaded weights are onloaded
+    when used (poisoned otherwise), and the files' fp8 stays fp8 while offloaded (the casting is applied before
+    offloading)."""
     paths = write_files(shared_family_model(MODEL).pipe, tmp_path, transformer="fp8_e4m3fn", llama="scaled_fp8")
-    model = load_pipeline(ModelSource(folder=random_folder(MODEL), transformer=paths["transformer"],
-                                      text_encoder=paths["text_encoder"]))
+    model = load_pipeline(ModelSource(folder=configs_only(random_folder(MODEL), tmp_path / "configs"), **paths))
     try:
         expected = generate(model, PROMPTS, TINY_SETTINGS)
         for name in ("balanced", "lowest_vram", "disk"):
