@@ -64,6 +64,7 @@ def test_there_are_the_promised_workflows():
         "hunyuanvideo_video_to_video",
         "hunyuanvideo_native_latent_and_decode",
         "hunyuanvideo_image_to_video",
+        "hunyuanvideo_single_files_lora",
         "hunyuanvideo15_text_to_video",
         "hunyuanvideo15_image_to_video",
     }
@@ -107,7 +108,12 @@ def test_workflow_links_match_the_sockets(path, declarations):
 def test_workflow_converts_to_a_prompt_for_the_server(path, declarations):
     prompt = to_api_prompt(json.loads(path.read_text()), declarations)
     loaders = [n for n in prompt.values() if n["class_type"] == "HunyuanDiffusersLoader"]
-    assert [n["inputs"]["model"] for n in loaders] == [MODEL_FOLDERS.get(path.stem, "HunyuanVideo")]
+    from_files = [n for n in prompt.values() if n["class_type"] == "HunyuanDiffusersSingleFileLoader"]
+    if path.stem == "hunyuanvideo_single_files_lora":  # ComfyUI's files and tokenizers, no diffusers folder
+        assert not loaders and [n["inputs"]["model_folder"] for n in from_files] == ["none"]
+        assert isinstance(from_files[0]["inputs"]["loras"], list), "the LoRA node feeds the loader"
+    else:
+        assert [n["inputs"]["model"] for n in loaders] == [MODEL_FOLDERS.get(path.stem, "HunyuanVideo")]
 
 
 def interface(pack) -> dict:
