@@ -268,3 +268,15 @@ def test_with_fp8_storage_adapters_compute_in_the_compute_dtype(tiny_model_dir, 
         assert layers and all(p.dtype == torch.float32 for m in layers for p in m.lora_A.parameters())
     finally:
         model.release()
+
+
+def test_without_peft_the_error_says_what_to_install(v1, v1_lora, tmp_path, monkeypatch):
+    """diffusers decides at import whether peft is usable; without it the pack says so before touching the model
+    (diffusers would fail inside its loading, and its clean-up would hide the first error)."""
+    import diffusers.utils
+
+    monkeypatch.setattr(diffusers.utils, "USE_PEFT_BACKEND", False)
+    path = v1_lora[0].save(tmp_path / "style.safetensors", "original")
+    with pytest.raises(UserInputError, match=r"LoRAs need the peft package: run `pip install -r requirements.txt`"):
+        apply_loras(v1, [LoraFile(path)])
+    assert v1.loras == {}

@@ -23,6 +23,7 @@ from typing import Sequence
 
 import torch
 
+from ..errors import UserInputError
 from ..loading.model import LoadedPipeline
 from .convert import ConvertedLora, check_fits, convert_lora
 from .files import LoraFile, read_lora_file
@@ -62,6 +63,8 @@ def apply_loras(model: LoadedPipeline, loras: Sequence[LoraFile]) -> list[str]:
     transformer = model.modules["transformer"]
     added = {key: _read_checked(lora, transformer, model.family.name)
              for key, lora in wanted.items() if key not in current}
+    if added:
+        _check_peft()
     if removed or added:
         with model.modifying(("transformer",)) as modules:
             _change_adapters(modules["transformer"], current, removed, added)
@@ -70,6 +73,18 @@ def apply_loras(model: LoadedPipeline, loras: Sequence[LoraFile]) -> list[str]:
     if current:
         transformer.set_adapters([a.adapter for a in current.values()], [a.strength for a in current.values()])
     return [applied.describe() for applied in current.values()]
+
+
+def _check_peft() -> None:
+    """diffusers reads whether peft is usable when it is imported (`USE_PEFT_BACKEND`) and otherwise fails deep
+    in its LoRA loading; say what to install instead."""
+    from diffusers.utils import USE_PEFT_BACKEND
+
+    if not USE_PEFT_BACKEND:
+        raise UserInputError(
+            "LoRAs need the peft package: run `pip install -r requirements.txt` (or `pip install peft`) in the "
+            "Python that runs ComfyUI, then restart it."
+        )
 
 
 def _read_checked(lora: LoraFile, transformer: torch.nn.Module, model_name: str) -> AppliedLora:

@@ -24,7 +24,7 @@ VARIANTS = ("t2v", "t2v_cfg_distilled", "i2v", "i2v_step_distilled")
 
 # The diffusers pipeline's instruction, for the scales that use the real text lengths.
 REAL_TEXT = {"max_length": 1000, "byt5_max_length": 256, "image_tokens": 729}
-TINY_TEXT = {"system_message": "Describe the video.", "max_length": 48, "byt5_max_length": 32, "image_tokens": 16}
+TINY_TEXT = {"system_message": "Describe the video.", "max_length": 48, "byt5_max_length": 31, "image_tokens": 16}
 
 
 @dataclass(frozen=True)
