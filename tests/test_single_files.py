@@ -374,3 +374,31 @@ def test_hunyuan_video15_transformer_file_loads_with_its_folder(random_folder, s
     refused(ModelSource(folder=random_folder(MODEL), transformer=path),
             r"is a HunyuanVideo 1.5 transformer with 65 input channels, but the model folder .* is a HunyuanVideo 1 "
             r"text-to-video model \(16 input channels\)")
+
+
+def test_fp8_casting_survives_a_failing_forward():
+    """A forward that fails (out of memory, a cancel) must leave the scaled-fp8 weight as stored: the model
+    stays loaded, and a weight left upcast would be scaled a second time by the next run."""
+    from hunyuan_core.loading.single_file.fp8 import apply_file_dtype_casting
+
+    class FailingLinear(torch.nn.Linear):
+        fail = False
+
+        def forward(self, x):
+            output = super().forward(x)
+            if self.fail:
+                raise RuntimeError("out of memory")
+            return output
+
+    layer = FailingLinear(4, 4)
+    layer.weight.data = layer.weight.data.to(torch.float8_e4m3fn)
+    stored = layer.weight.data.clone()
+    apply_file_dtype_casting(layer, {"weight"}, {"": torch.tensor(0.5)}, torch.float32)
+    x = torch.randn(2, 4)
+    expected = layer(x)
+    layer.fail = True
+    with pytest.raises(RuntimeError, match="out of memory"):
+        layer(x)
+    layer.fail = False
+    assert layer.weight.dtype == torch.float8_e4m3fn and torch.equal(layer.weight.data.float(), stored.float())
+    assert torch.equal(layer(x), expected)

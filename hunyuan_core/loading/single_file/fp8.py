@@ -32,7 +32,9 @@ _EXACT_FORMATS = ("float8_e4m3fn", "float8_e5m2")
 
 class FileDtypeCastingHook(ModelHook):
     """Casts named fp8 parameters of one module to the compute dtype for its forward (times the layer's scale
-    for scaled fp8) and puts the stored tensors back afterwards: nothing is rounded twice."""
+    for scaled fp8) and puts the stored tensors back afterwards, also when the forward fails (an out-of-memory
+    error, a cancel): nothing is rounded or scaled twice, and a model that stays loaded after a failure keeps
+    its fp8 weights."""
 
     _is_stateful = False
 
@@ -40,24 +42,22 @@ class FileDtypeCastingHook(ModelHook):
         super().__init__()
         self.names, self.storage_dtype = tuple(names), storage_dtype
         self.compute_dtype, self.scaled = compute_dtype, scaled
-        self._stored = {}
 
-    def pre_forward(self, module, *args, **kwargs):
-        for name in self.names:
-            parameter = getattr(module, name)
-            self._stored[name] = parameter.data
-            if self.scaled and name == "weight":
-                scale = getattr(module, SCALE_BUFFER)
-                parameter.data = (parameter.data.float() * scale.float()).to(self.compute_dtype)
-            else:
-                parameter.data = parameter.data.to(self.compute_dtype)
-        return args, kwargs
-
-    def post_forward(self, module, output):
-        for name, stored in self._stored.items():
-            getattr(module, name).data = stored
-        self._stored = {}
-        return output
+    def new_forward(self, module, *args, **kwargs):
+        stored = {}
+        try:
+            for name in self.names:
+                parameter = getattr(module, name)
+                stored[name] = parameter.data
+                if self.scaled and name == "weight":
+                    scale = getattr(module, SCALE_BUFFER)
+                    parameter.data = (parameter.data.float() * scale.float()).to(self.compute_dtype)
+                else:
+                    parameter.data = parameter.data.to(self.compute_dtype)
+            return self.fn_ref.original_forward(*args, **kwargs)
+        finally:
+            for name, tensor in stored.items():
+                getattr(module, name).data = tensor
 
 
 def apply_file_dtype_casting(model: torch.nn.Module, fp8_names: set[str], scales: dict[str, torch.Tensor],
