@@ -11,7 +11,7 @@ from helpers import generate
 from hunyuan_core.errors import UserInputError
 from hunyuan_core.offload.config import OffloadConfig, OffloadMode, OffloadPlan
 from hunyuan_core.offload.hooks import offload_hooks, remove_offload
-from hunyuan_core.offload.probe import count_onloads, hook_counts, peak_onloaded_bytes
+from hunyuan_core.offload.probe import count_onloads, hook_counts, peak_onloaded_bytes, poison_offloaded
 from hunyuan_core.runtime.memory_estimate import transformer_device_bytes
 
 COMPONENTS = ("transformer", "text_encoder", "text_encoder_2", "vae")
@@ -308,3 +308,17 @@ def test_streamed_offloading_applies_where_block_modules_nest(shared_family_mode
     traced = {n for n, r in registries.items() if r.get_hook(group_offloading._LAYER_EXECUTION_TRACKER) is not None}
     assert any(inner.startswith(f"{outer}.") for inner in grouped for outer in grouped), "groups nest"
     assert traced == grouped == lazy[""]._layer_execution_tracker_module_names
+
+
+def test_the_poison_probe_names_weights_no_group_holds():
+    """Weights added after the hooks were applied (stale hooks, e.g. a LoRA's adapters) cannot be poisoned;
+    the probe names them instead of passing them by."""
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 4))
+    apply_group_offloading(model, onload_device=torch.device("cpu"), offload_type="leaf_level")
+    with poison_offloaded({"model": model}) as poisoned:
+        model(torch.ones(1, 4))
+    assert poisoned == []
+    model.append(torch.nn.Linear(4, 4))  # never hooked
+    with poison_offloaded({"model": model}) as poisoned:
+        model(torch.ones(1, 4))
+    assert poisoned == ["model.2.weight (in no offload group)", "model.2.bias (in no offload group)"]

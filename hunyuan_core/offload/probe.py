@@ -116,8 +116,10 @@ def poison_offloaded(components: Mapping[str, torch.nn.Module]) -> Iterator[list
     """While the body runs, every floating-point weight of an offloaded group holds NaN, and its real values
     only while its group is onloaded: a weight used without being onloaded (a device mismatch on a GPU)
     shows as NaN even on a CPU, where onloading moves nothing. Yields the list of modules whose output held
-    NaN (filled in while the body runs), so a miss is found even where the output is never used. A weight
-    shared by several groups (tied embeddings) keeps its values while any of them is onloaded."""
+    NaN (filled in while the body runs), so a miss is found even where the output is never used, headed by
+    the weights of an offloaded component that no group holds (added after its hooks were applied, say: stale
+    hooks), which poisoning cannot reach. A weight shared by several groups (tied embeddings) keeps its values
+    while any of them is onloaded."""
     real: dict[int, torch.Tensor] = {}
     holders: dict[int, int] = {}  # onloaded groups holding each tensor
     poisoned_outputs: list[str] = []
@@ -166,6 +168,12 @@ def poison_offloaded(components: Mapping[str, torch.nn.Module]) -> Iterator[list
     groups = [group for module in components.values()
               for group in {id(hook.group): hook.group for hook in offload_hooks(module)}.values()]
     tensors = {id(t): t for group in groups for t in float_tensors(group)}
+    poisoned_outputs.extend(
+        f"{component}.{name} (in no offload group)" for component, module in components.items()
+        if offload_hooks(module)
+        for name, t in (*module.named_parameters(), *module.named_buffers())
+        if t.is_floating_point() and id(t) not in tensors
+    )
     handles = [submodule.register_forward_hook(check_output(f"{component}.{name}" if name else component))
                for component, module in components.items() for name, submodule in module.named_modules()]
     for tensor in tensors.values():
