@@ -22,7 +22,9 @@ class HunyuanDiffusersSingleFileLoader(ModelLoaderNode):
         "Loads HunyuanVideo 1 from the single files ComfyUI uses: the transformer (bf16, fp8, scaled fp8 or a GGUF) "
         "from models/diffusion_models, and optionally the VAE and the Llama and CLIP-L text encoders from models/vae "
         "and models/text_encoders. Anything not given as a file comes from the model folder, if one is chosen. "
-        "fp8 and GGUF files stay small in memory. The output works with every other node, offloading included."
+        "fp8 and GGUF files stay small in memory. The output works with every other node, offloading included. "
+        "Image-to-video (transformer and VAE files) and HunyuanVideo 1.5 (the transformer file) load with that "
+        "model's diffusers folder for the other components."
     )
 
     @classmethod

@@ -17,8 +17,8 @@ class HunyuanDiffusersSpeed:
         "steps that change little; the block-skipping ones also skip the skipped blocks' weight transfers), an "
         "attention backend, fp8 storage (half the weight memory and bytes per onload, bf16 compute) and regional "
         "torch.compile. The cache and the backend apply per run; fp8 storage and compile load the model again. "
-        "Each run logs what it skipped and which backend ran.\\n"
-        + "\\n".join(f"{c.name}: {c.parameter}; skips {c.skips}; decides {c.decides}." for c in CACHES.values())
+        "Each run logs what it skipped and which backend ran.\n"
+        + "\n".join(f"{c.name}: {c.parameter}; skips {c.skips}; decides {c.decides}." for c in CACHES.values())
     )
     CATEGORY = comfy_types.CATEGORY
     RETURN_TYPES = (comfy_types.SPEED,)

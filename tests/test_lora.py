@@ -280,3 +280,20 @@ def test_without_peft_the_error_says_what_to_install(v1, v1_lora, tmp_path, monk
     with pytest.raises(UserInputError, match=r"LoRAs need the peft package: run `pip install -r requirements.txt`"):
         apply_loras(v1, [LoraFile(path)])
     assert v1.loras == {}
+
+
+def test_a_resident_transformer_stays_in_place_while_loras_change(v1, v1_lora, tmp_path, monkeypatch):
+    """Without offloading there are no hooks to go stale: the transformer is not taken off its device (25 GB
+    through system RAM and back per LoRA change on a GPU)."""
+    from hunyuan_core.offload.hooks import AppliedOffload
+
+    def refuse(*_):
+        raise AssertionError("a resident component was detached")
+
+    monkeypatch.setattr(AppliedOffload, "detach", refuse)
+    path = v1_lora[0].save(tmp_path / "style.safetensors", "original")
+    try:
+        apply_loras(v1, [LoraFile(path)])
+        torch.testing.assert_close(forward(v1), v1_lora[1], **TOLERANCE)
+    finally:
+        apply_loras(v1, [])

@@ -158,6 +158,7 @@ def test_the_chosen_attention_backend_is_used_and_does_not_leak(shared_family_mo
         ("sage", "The sage attention backend cannot take the text padding mask HunyuanVideo's attention always has."),
         ("sage_varlen", "Please install"),
         ("warp", "Unknown attention backend 'warp'"),
+        ("flash_varlen_hub", "downloads its kernel code from the Hugging Face Hub, which this pack does not run"),
     ],
 )
 def test_unusable_attention_backends_are_explained(backend, message):
@@ -244,3 +245,15 @@ def test_cache_flags():
     assert parse_cache("mag") == ("mag", None)
     with pytest.raises(UserInputError, match="--cache takes NAME"):
         parse_cache("mag:x")
+
+
+def test_fp8_for_all_components_names_only_those_the_family_has(shared_family_model):
+    """The speed node's "all components" names every role; a text-to-video model has no image encoder."""
+    from hunyuan_core.speed.storage import fp8_components
+
+    every_role = ("transformer", "text_encoder", "image_encoder", "vae")
+    assert fp8_components(shared_family_model("hunyuan-video").spec, every_role) == (
+        "transformer", "text_encoder", "text_encoder_2", "vae")
+    assert "image_encoder" in fp8_components(shared_family_model("hunyuan-video-1.5-i2v").spec, every_role)
+    with pytest.raises(UserInputError, match="fp8 storage: no component or role named encoder"):
+        fp8_components(shared_family_model("hunyuan-video").spec, ("encoder",))

@@ -123,8 +123,9 @@ class LoadedPipeline:
         modules = self.modules
         detached = {}
         try:
-            for name in components:
-                detached[name] = self._offload.detach(name, modules[name])
+            for name in components:  # a resident component has no hooks to go stale: it stays on its device
+                if self._offload.configs[name].mode is not OffloadMode.NONE:
+                    detached[name] = self._offload.detach(name, modules[name])
             yield {name: modules[name] for name in components}
         finally:
             for name, config in detached.items():

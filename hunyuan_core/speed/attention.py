@@ -47,6 +47,12 @@ def check_backend(name: str) -> None:
         return
     if name not in backend_names():
         raise UserInputError(f"Unknown attention backend {name!r}; use one of {', '.join(usable_backends())}.")
+    if name.endswith("_hub"):  # diffusers' own setters download the kernel; the pack runs no downloaded code
+        raise UserInputError(
+            f"The {name} attention backend downloads its kernel code from the Hugging Face Hub, which this pack "
+            "does not run. Use one that runs an installed package (flash_varlen, _flash_varlen_3, sage_varlen) or "
+            "native."
+        )
     if name in MASKLESS:
         raise UserInputError(
             f"The {name} attention backend cannot take the text padding mask HunyuanVideo's attention always has. "

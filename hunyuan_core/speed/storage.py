@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import UserInputError
-from ..spec import PipelineSpec
+from ..spec import PipelineSpec, Role
 
 STORAGE_DTYPE = torch.float8_e4m3fn
 KEEP = ("pos_embed", "patch_embed", "x_embedder", "context_embedder", "image_embedder", "norm_out", "^proj_in$",
@@ -26,16 +26,17 @@ themselves are never cast (they are not Linear/Conv/Embedding)."""
 
 
 def fp8_components(spec: PipelineSpec, requested: tuple[str, ...]) -> tuple[str, ...]:
-    """The component names `requested` names, by component or by role ("transformer", "text_encoder", ...)."""
+    """The component names `requested` names, by component or by role ("transformer", "text_encoder", ...); a
+    role this family has no component of (an image encoder in text-to-video) names none."""
     chosen = []
     for component in spec.components:
         if component.is_module and (component.name in requested or component.role.value in requested):
             chosen.append(component.name)
-    unknown = set(requested) - {*spec.module_names, *(role.value for role in spec.roles)}
+    unknown = set(requested) - {*spec.module_names, *(role.value for role in Role)}
     if unknown:
         raise UserInputError(
             f"fp8 storage: no component or role named {', '.join(sorted(unknown))}; use "
-            f"{', '.join(sorted({*spec.module_names, *(r.value for r in spec.roles)}))}."
+            f"{', '.join(sorted({*spec.module_names, *(r.value for r in Role)}))}."
         )
     return tuple(chosen)
 
