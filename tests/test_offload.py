@@ -322,3 +322,45 @@ def test_the_poison_probe_names_weights_no_group_holds():
     with poison_offloaded({"model": model}) as poisoned:
         model(torch.ones(1, 4))
     assert poisoned == ["model.2.weight (in no offload group)", "model.2.bias (in no offload group)"]
+
+
+class _TiedEmbedding(torch.nn.Module):
+    """T5's layout: an unused `shared` embedding whose weight is the one the encoder uses."""
+
+    def __init__(self):
+        super().__init__()
+        self.shared = torch.nn.Embedding(64, 16)
+        self.encoder = torch.nn.Sequential(torch.nn.Embedding(64, 16), torch.nn.Linear(16, 16))
+        self.encoder[0].weight = self.shared.weight
+
+    def forward(self, ids):
+        return self.encoder(ids)
+
+
+def test_disk_offloading_keeps_tied_weights(tmp_path):
+    """diffusers 0.42.1 puts a tied weight in the disk groups of both its modules, and the second group writes the
+    placeholder the first left (garbage, not NaN; what it holds depends on the allocator). `untie_parameters`
+    (applied before every disk offloading) gives each group its own copy: the output is exact."""
+    from hunyuan_core.offload.diffusers_fixes import untie_parameters
+    from hunyuan_core.offload.hooks import offload_hooks
+
+    def groups_holding(model, parameter):
+        groups = {id(hook.group): hook.group for hook in offload_hooks(model)}.values()
+        return sum(any(t is parameter for t in group.tensor_to_key) for group in groups)
+
+    torch.manual_seed(0)
+    ids = torch.arange(64).reshape(4, 16)
+    tied, model = _TiedEmbedding(), _TiedEmbedding()
+    model.load_state_dict(tied.state_dict())
+    with torch.no_grad():
+        expected = model(ids)
+    apply_group_offloading(tied, onload_device=torch.device("cpu"), offload_type="leaf_level",
+                           offload_to_disk_path=str(tmp_path / "tied"))
+    assert groups_holding(tied, tied.shared.weight) == 2  # the fix is still needed
+    assert untie_parameters(model) == ["encoder.0.weight"]
+    assert torch.equal(model.encoder[0].weight, model.shared.weight)
+    apply_group_offloading(model, onload_device=torch.device("cpu"), offload_type="leaf_level",
+                           offload_to_disk_path=str(tmp_path / "untied"))
+    assert groups_holding(model, model.shared.weight) == groups_holding(model, model.encoder[0].weight) == 1
+    with torch.no_grad():
+        assert torch.equal(model(ids), expected)

@@ -1,6 +1,6 @@
 """Narrow fixes of diffusers' hooks (0.42.1), each tested: group offloading copies each tensor once per
-onload, streamed offloading of a model whose block modules nest can be applied, and removing a hook from
-under a step cache keeps the cache working.
+onload, streamed offloading of a model whose block modules nest can be applied, disk offloading keeps tied
+weights and computes on aligned weights, and removing a hook from under a step cache keeps the cache working.
 
 Block-level offloading: each tensor is copied once per onload.
 
@@ -15,6 +15,8 @@ already hold leaves one copy; everything else about the group is unchanged.
 from __future__ import annotations
 
 from typing import Iterable
+
+import torch
 
 
 def drop_duplicate_group_tensors(hooks: Iterable) -> None:
@@ -123,3 +125,26 @@ def onload_from_disk_aligned() -> None:
     onload = ModuleGroup._onload_from_disk
     if not getattr(onload, "fresh_allocations", False):
         ModuleGroup._onload_from_disk = _onto_fresh_allocations(onload)
+
+
+@torch.no_grad()
+def untie_parameters(module: torch.nn.Module) -> list[str]:
+    """Gives every name of a parameter held under several names (T5's `shared` and `encoder.embed_tokens`, the
+    ByT5 of HunyuanVideo 1.5) its own copy, before disk offloading; returns the names that got one.
+
+    Disk offloading in diffusers 0.42.1 (`ModuleGroup._offload_to_disk`) writes a group's file from its tensors'
+    current data once, then replaces that data by an uninitialised placeholder. When two groups hold the same
+    parameter, the second writes the placeholder the first left: the encoder then computes with garbage (not
+    NaN, so only the outputs show it). Each copy in one group is what every other offloading mode already
+    amounts to; the cost is one more embedding (4 MB for ByT5).
+    """
+    seen, untied = set(), []
+    for name, parameter in module.named_parameters(remove_duplicate=False):
+        if id(parameter) not in seen:
+            seen.add(id(parameter))
+            continue
+        owner, _, attribute = name.rpartition(".")
+        copy = torch.nn.Parameter(parameter.detach().clone(), requires_grad=parameter.requires_grad)
+        setattr(module.get_submodule(owner), attribute, copy)
+        untied.append(name)
+    return untied

@@ -20,7 +20,8 @@ import torch
 from ..errors import UserInputError
 from ..spec import PipelineSpec
 from .config import OffloadConfig, OffloadMode, pins_weights
-from .diffusers_fixes import drop_duplicate_group_tensors, onload_from_disk_aligned, trace_nested_groups_once
+from .diffusers_fixes import (drop_duplicate_group_tensors, onload_from_disk_aligned, trace_nested_groups_once,
+                             untie_parameters)
 
 GROUP_OFFLOADING_HOOKS = ("group_offloading", "layer_execution_tracker", "lazy_prefetch_group_offloading")
 
@@ -164,6 +165,7 @@ def apply_component_offload(name: str, module: torch.nn.Module, config: OffloadC
     try:
         if config.disk_folder is not None:
             disk_path = _fresh_disk_folder(Path(config.disk_folder), name)
+            untie_parameters(module)
         set_pinned(module, pins_weights(config))
         trace_nested_groups_once()
         onload_from_disk_aligned()
