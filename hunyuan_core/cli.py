@@ -53,9 +53,11 @@ def _add_generate(subparsers) -> None:
                              "models/diffusion_models: bf16, fp8, scaled fp8 or a GGUF)")
     parser.add_argument("--vae", metavar="FILE", help="the VAE from a single file (ComfyUI's models/vae)")
     parser.add_argument("--text-encoder", metavar="FILE",
-                        help="the Llama text encoder from a single file (models/text_encoders/llava_llama3_*)")
-    parser.add_argument("--clip", metavar="FILE",
-                        help="the CLIP-L text encoder from a single file (clip_l.safetensors)")
+                        help="the first text encoder from a single file (models/text_encoders): HunyuanVideo 1's "
+                             "Llama (llava_llama3_*), 1.5's Qwen2.5-VL (qwen_2.5_vl_7b*)")
+    parser.add_argument("--clip", "--text-encoder-2", metavar="FILE", dest="clip",
+                        help="the second text encoder from a single file: HunyuanVideo 1's CLIP-L "
+                             "(clip_l.safetensors), 1.5's ByT5 (byt5_small_glyphxl_fp16.safetensors)")
     parser.add_argument("--prompt", action="append", help="prompt (repeat for a batch)")
     parser.add_argument("--clip-prompt", action="append",
                         help="HunyuanVideo 1: separate prompt for CLIP (one, or one per prompt)")

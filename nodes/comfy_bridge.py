@@ -174,8 +174,9 @@ def sampling_progress(total: int, latent_format_name: str) -> StepCallback:
 
     format_class = getattr(comfy.latent_formats, latent_format_name, None)
     if format_class is None:
-        logging.getLogger(__name__).warning("HunyuanVideo (diffusers): this ComfyUI has no %s latent format, so "
-                                            "sampling shows no previews; update ComfyUI to get them.", latent_format_name)
+        logging.getLogger(__name__).warning(
+            "HunyuanVideo (diffusers): this ComfyUI has no %s latent format, so sampling shows no previews; update "
+            "ComfyUI to get them.", latent_format_name)
         return progress_bar(max(total, 1))
     bar = comfy.utils.ProgressBar(max(total, 1))
     latent_format = format_class()

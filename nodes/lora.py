@@ -34,8 +34,8 @@ class HunyuanDiffusersLoRA:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "lora_name": (comfy_bridge.lora_names(),
-                              {"tooltip": "A .safetensors LoRA made for this model family, from ComfyUI/models/loras."}),
+                "lora_name": (comfy_bridge.lora_names(), {
+                    "tooltip": "A .safetensors LoRA made for this model family, from ComfyUI/models/loras."}),
                 "strength": ("FLOAT", {"default": 1.0, "min": -10.0, "max": 10.0, "step": 0.05,
                                        "tooltip": "How strongly the LoRA changes the transformer: 1 as trained, 0 "
                                                   "off (bitwise the model without it), negative inverts it. "

@@ -19,12 +19,12 @@ def _file_input(kind: str, tooltip: str, optional_file: bool = True) -> tuple:
 
 class HunyuanDiffusersSingleFileLoader(ModelLoaderNode):
     DESCRIPTION = (
-        "Loads HunyuanVideo 1 from the single files ComfyUI uses: the transformer (bf16, fp8, scaled fp8 or a GGUF) "
-        "from models/diffusion_models, and optionally the VAE and the Llama and CLIP-L text encoders from models/vae "
-        "and models/text_encoders. Anything not given as a file comes from the model folder, if one is chosen. "
+        "Loads HunyuanVideo from the single files ComfyUI uses: the transformer (bf16, fp8, scaled fp8 or a GGUF) "
+        "from models/diffusion_models, and optionally the VAE and the text encoders from models/vae and "
+        "models/text_encoders. Anything not given as a file comes from the model folder, if one is chosen. "
         "fp8 and GGUF files stay small in memory. The output works with every other node, offloading included. "
-        "Image-to-video (transformer and VAE files) and HunyuanVideo 1.5 (the transformer file) load with that "
-        "model's diffusers folder for the other components."
+        "HunyuanVideo 1 text-to-video loads from files alone; image-to-video (its Llava text encoder) and "
+        "HunyuanVideo 1.5 (configs, tokenizers, image encoder) need that model's diffusers folder for the rest."
     )
 
     @classmethod
@@ -37,13 +37,15 @@ class HunyuanDiffusersSingleFileLoader(ModelLoaderNode):
                     "hunyuan_video_t2v_720p_bf16.safetensors, an fp8 file, or a GGUF such as "
                     "hunyuan-video-t2v-720p-Q4_0.gguf.", optional_file=False),
                 "vae": _file_input(
-                    "vae", "The VAE file in models/vae (hunyuan_video_vae_bf16.safetensors), or the model folder's."),
+                    "vae", "The VAE file in models/vae (HunyuanVideo 1: hunyuan_video_vae_bf16.safetensors; 1.5: "
+                    "hunyuanvideo15_vae_fp16.safetensors), or the model folder's."),
                 "text_encoder": _file_input(
-                    "text_encoder", "The Llama text encoder file in models/text_encoders "
-                    "(llava_llama3_fp16.safetensors or llava_llama3_fp8_scaled.safetensors), or the model folder's."),
+                    "text_encoder", "The first text encoder file in models/text_encoders (HunyuanVideo 1: "
+                    "llava_llama3_fp16.safetensors or llava_llama3_fp8_scaled.safetensors; 1.5: "
+                    "qwen_2.5_vl_7b.safetensors or qwen_2.5_vl_7b_fp8_scaled.safetensors), or the model folder's."),
                 "clip": _file_input(
-                    "text_encoder", "The CLIP-L text encoder file in models/text_encoders (clip_l.safetensors), "
-                    "or the model folder's."),
+                    "text_encoder", "The second text encoder file in models/text_encoders (HunyuanVideo 1: "
+                    "clip_l.safetensors; 1.5: byt5_small_glyphxl_fp16.safetensors), or the model folder's."),
                 "model_folder": (
                     [NO_FOLDER, *comfy_bridge.model_folder_names()],
                     {"tooltip": "A diffusers HunyuanVideo folder in models/diffusers for every component not given "

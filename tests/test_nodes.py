@@ -347,7 +347,7 @@ def single_files(shared_family_model, tmp_path, monkeypatch):
     (folders["unet"] / "notes.txt").write_text("not a model")
     files.write_vae(pipe.vae, folders["vae"] / "hunyuan_video_vae.safetensors", naming="diffusers",
                     prefix="first_stage_model.", dtype=torch.float32)  # Tencent's names (the tests elsewhere: LDM's)
-    files.write_llama(pipe.text_encoder, folders["text_encoders"] / "llava_llama3.safetensors", "fp32")
+    files.write_language_model(pipe.text_encoder, folders["text_encoders"] / "llava_llama3.safetensors", "fp32")
     files.write_clip(pipe.text_encoder_2, folders["text_encoders"] / "clip_l.safetensors", torch.float32)
     for name, folder in folders.items():
         monkeypatch.setitem(comfy_stubs.FOLDERS, name, [str(folder)])

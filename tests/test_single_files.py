@@ -148,14 +148,17 @@ def write_files(pipe, folder: Path, transformer="fp32", vae_naming="ldm", llama=
         paths["transformer"] = folder / "hunyuan_video_t2v.safetensors"
         files.write_transformer(pipe.transformer, paths["transformer"], transformer, prefix="model.diffusion_model.")
     files.write_vae(pipe.vae, paths["vae"], vae_naming, dtype=torch.float32)
-    files.write_llama(pipe.text_encoder, paths["text_encoder"], llama)
+    files.write_language_model(pipe.text_encoder, paths["text_encoder"], llama)
     files.write_clip(pipe.text_encoder_2, paths["text_encoder_2"], clip_dtype)
     return paths
 
 
-def configs_only(folder: Path, into: Path) -> Path:
-    """A copy of the model folder without any weights: configs, tokenizers and scheduler only."""
+def configs_only(folder: Path, into: Path, keep: tuple[str, ...] = ()) -> Path:
+    """A copy of the model folder without any weights (but those of the components in `keep`): configs,
+    tokenizers and scheduler only."""
     shutil.copytree(folder, into, ignore=shutil.ignore_patterns("*.safetensors"))
+    for component in keep:
+        shutil.copytree(folder / component, into / component, dirs_exist_ok=True)
     return into
 
 
@@ -174,24 +177,28 @@ def test_every_weight_from_single_files_generates_exactly_the_folders_video(rand
         model.release()
 
 
-def test_fp8_files_compose_with_every_offload_preset(random_folder, shared_family_model, tmp_path):
-    """Every component from a file (an fp8 transformer, a scaled-fp8 Llama, CLIP-L and the VAE in LDM names):
-    every preset gives bitwise the output without offloading, every component's offloaded weights are onloaded
+def assert_every_preset_is_exact(model, offload_folder: Path, fp8_components=(), prompts=PROMPTS, negative=None):
+    """Every preset gives bitwise the output without offloading, every component's offloaded weights are onloaded
     when used (poisoned otherwise), and the files' fp8 stays fp8 while offloaded (the casting is applied before
     offloading)."""
+    expected = generate(model, prompts, TINY_SETTINGS, negative)
+    for name in ("balanced", "lowest_vram", "disk"):
+        model.configure_offload(preset_plan(name, "cpu", disk_folder=str(offload_folder)))
+        with poison_offloaded(model.modules) as poisoned, count_onloads(model.modules) as onloads:
+            latents, frames = generate(model, prompts, TINY_SETTINGS, negative)
+        assert not poisoned, (name, sorted(set(poisoned))[:5])
+        assert all(onloads[c] > 0 for c in model.spec.module_names), (name, onloads)
+        assert torch.equal(latents, expected[0]) and torch.equal(frames, expected[1]), name
+        for component in fp8_components:
+            assert torch.float8_e4m3fn in {p.dtype for p in model.modules[component].parameters()}, name
+
+
+def test_fp8_files_compose_with_every_offload_preset(random_folder, shared_family_model, tmp_path):
+    """Every component from a file: an fp8 transformer, a scaled-fp8 Llama, CLIP-L and the VAE in LDM names."""
     paths = write_files(shared_family_model(MODEL).pipe, tmp_path, transformer="fp8_e4m3fn", llama="scaled_fp8")
     model = load_pipeline(ModelSource(folder=configs_only(random_folder(MODEL), tmp_path / "configs"), **paths))
     try:
-        expected = generate(model, PROMPTS, TINY_SETTINGS)
-        for name in ("balanced", "lowest_vram", "disk"):
-            model.configure_offload(preset_plan(name, "cpu", disk_folder=str(tmp_path / "offload")))
-            with poison_offloaded(model.modules) as poisoned, count_onloads(model.modules) as onloads:
-                latents, frames = generate(model, PROMPTS, TINY_SETTINGS)
-            assert not poisoned, (name, sorted(set(poisoned))[:5])
-            assert all(onloads[c] > 0 for c in model.spec.module_names), (name, onloads)
-            assert torch.equal(latents, expected[0]) and torch.equal(frames, expected[1]), name
-            for component in ("transformer", "text_encoder"):
-                assert torch.float8_e4m3fn in {p.dtype for p in model.modules[component].parameters()}, name
+        assert_every_preset_is_exact(model, tmp_path / "offload", ("transformer", "text_encoder"))
     finally:
         model.release()
 
@@ -222,7 +229,7 @@ def test_gguf_transformer_composes_with_disk_offloading(random_folder, shared_fa
 def test_scaled_fp8_llama_computes_with_its_scaled_weights(random_folder, shared_family_model, tmp_path):
     llama = shared_family_model(MODEL).pipe.text_encoder
     path = tmp_path / "llava_llama3_fp8_scaled.safetensors"
-    written = files.write_llama(llama, path, "scaled_fp8")
+    written = files.write_language_model(llama, path, "scaled_fp8")
     model = load_pipeline(ModelSource(folder=random_folder(MODEL), text_encoder=path))
     try:
         expected = copy.deepcopy(llama)
@@ -402,3 +409,99 @@ def test_fp8_casting_survives_a_failing_forward():
     layer.fail = False
     assert layer.weight.dtype == torch.float8_e4m3fn and torch.equal(layer.weight.data.float(), stored.float())
     assert torch.equal(layer(x), expected)
+
+
+# HunyuanVideo 1.5 ---------------------------------------------------------------------------------------------
+
+V15 = "hunyuan-video-1.5"
+PROMPTS15 = ["a cat walks", 'a dog holds a sign "HELLO"']  # quoted text reaches ByT5
+
+
+def write_files15(pipe, folder: Path, transformer="fp32", qwen="fp32") -> dict[str, Path]:
+    """A 1.5 pipeline's components as ComfyUI's single files: the transformer with q, k, v fused, the VAE in
+    Tencent's names, Qwen2.5-VL beside a vision tower, ByT5 with its embedding once."""
+    paths = {"transformer": folder / "hunyuanvideo1.5_480p_t2v.safetensors",
+             "vae": folder / "hunyuanvideo15_vae.safetensors", "text_encoder": folder / "qwen_2.5_vl_7b.safetensors",
+             "text_encoder_2": folder / "byt5_small_glyphxl.safetensors"}
+    files.write_transformer(pipe.transformer, paths["transformer"], transformer, prefix="model.diffusion_model.")
+    files.write_vae(pipe.vae, paths["vae"], "ldm", dtype=torch.float32)
+    files.write_language_model(pipe.text_encoder, paths["text_encoder"], qwen)
+    files.write_byt5(pipe.text_encoder_2, paths["text_encoder_2"], torch.float32)
+    return paths
+
+
+@pytest.mark.parametrize("name", [V15, "hunyuan-video-1.5-i2v"])
+def test_hunyuan_video15_components_load_from_files_to_the_folders_weights(random_folder, shared_family_model,
+                                                                         tmp_path, name):
+    """Transformer, VAE (Tencent's names), Qwen2.5-VL (its vision tower left out) and ByT5 (the embedding tied
+    as T5 has it) from files, with a folder holding no weights: every weight equals the folder's."""
+    reference = shared_family_model(name).pipe
+    paths = write_files15(reference, tmp_path)
+    folder = configs_only(random_folder(name), tmp_path / "configs", keep=("image_encoder",) if "i2v" in name else ())
+    model = load_pipeline(ModelSource(folder=folder, **paths))
+    try:
+        for component in paths:
+            loaded, expected = model.modules[component].state_dict(), getattr(reference, component).state_dict()
+            assert loaded.keys() == expected.keys(), component
+            assert all(torch.equal(loaded[k], v) for k, v in expected.items()), component
+        byt5 = model.modules["text_encoder_2"]
+        assert byt5.encoder.embed_tokens.weight is byt5.shared.weight
+    finally:
+        model.release()
+
+
+def test_hunyuan_video15_from_files_generates_exactly_the_folders_video(random_folder, shared_family_model, tmp_path):
+    paths = write_files15(shared_family_model(V15).pipe, tmp_path)
+    model = load_pipeline(ModelSource(folder=configs_only(random_folder(V15), tmp_path / "configs"), **paths))
+    try:
+        latents, frames = generate(model, PROMPTS15, TINY_SETTINGS, "blurry")
+        expected = generate(shared_family_model(V15), PROMPTS15, TINY_SETTINGS, "blurry")
+        assert torch.equal(latents, expected[0]) and torch.equal(frames, expected[1])
+    finally:
+        model.release()
+
+
+def test_hunyuan_video15_fp8_files_compose_with_every_offload_preset(random_folder, shared_family_model, tmp_path):
+    """An fp8 transformer, a scaled-fp8 Qwen2.5-VL (qwen_2.5_vl_7b_fp8_scaled), ByT5 and the VAE from files."""
+    paths = write_files15(shared_family_model(V15).pipe, tmp_path, transformer="fp8_e4m3fn", qwen="scaled_fp8")
+    model = load_pipeline(ModelSource(folder=configs_only(random_folder(V15), tmp_path / "configs"), **paths))
+    try:
+        assert model.modules["text_encoder"].layers[0].self_attn.q_proj.weight.dtype == torch.float8_e4m3fn
+        assert_every_preset_is_exact(model, tmp_path / "offload", ("transformer", "text_encoder"), PROMPTS15,
+                                     "blurry")
+    finally:
+        model.release()
+
+
+def test_vae_and_text_encoders_of_the_other_generation_are_refused(random_folder, shared_family_model, written,
+                                                                  tmp_path):
+    from transformers import Qwen2_5_VLTextConfig, Qwen2_5_VLTextModel, T5Config, T5EncoderModel
+
+    v15 = write_files15(shared_family_model(V15).pipe, tmp_path)
+    folder15, folder1 = random_folder(V15), random_folder(MODEL)
+    refused(ModelSource(folder=folder15, vae=written["vae"]),
+            r"hunyuan_video_vae.safetensors is a HunyuanVideo VAE, but this model needs the HunyuanVideo 1.5 VAE: "
+            r"use hunyuanvideo15_vae_fp16.safetensors from models/vae")
+    refused(ModelSource(folder=folder1, vae=v15["vae"]),
+            r"hunyuanvideo15_vae.safetensors is a HunyuanVideo 1.5 VAE, but this model needs the HunyuanVideo VAE")
+    refused(ModelSource(folder=folder15, text_encoder=written["text_encoder"]),
+            r"llava_llama3.safetensors is not a Qwen2.5-VL text encoder .* Use qwen_2.5_vl_7b.safetensors")
+    refused(ModelSource(folder=folder15, text_encoder_2=written["text_encoder_2"]),
+            r"clip_l.safetensors is not a ByT5 text encoder .* Use byt5_small_glyphxl_fp16.safetensors")
+    refused(ModelSource(folder=folder1, text_encoder_2=v15["text_encoder_2"]), r"is not a CLIP-L text encoder")
+    refused(ModelSource(**v15, tokenizer=folder15 / "tokenizer", tokenizer_2=folder15 / "tokenizer_2"),
+            r"hunyuanvideo1.5_480p_t2v.safetensors is a HunyuanVideo 1.5 transformer: its files load with a "
+            r"HunyuanVideo 1.5 model folder, which gives the configs, tokenizers and scheduler")
+    pipe = shared_family_model(V15).pipe
+    qwen, byt5 = pipe.text_encoder.config, pipe.text_encoder_2.config
+    wider = Qwen2_5_VLTextModel(Qwen2_5_VLTextConfig(**{**qwen.to_dict(), "hidden_size": 2 * qwen.hidden_size,
+                                                        "num_attention_heads": 2 * qwen.num_attention_heads}))
+    files.write_language_model(wider, tmp_path / "qwen_wide.safetensors", "fp32")
+    refused(ModelSource(folder=folder15, text_encoder=tmp_path / "qwen_wide.safetensors"),
+            rf"This Qwen2.5-VL text encoder \({2 * qwen.hidden_size} wide\) does not fit the attention heads of the "
+            r"model folder .*: it is not the released model")
+    files.write_byt5(T5EncoderModel(T5Config(**{**byt5.to_dict(), "d_model": 2 * byt5.d_model})),
+                     tmp_path / "byt5_wide.safetensors")
+    refused(ModelSource(folder=folder15, text_encoder_2=tmp_path / "byt5_wide.safetensors"),
+            rf"The text_encoder_2 is {2 * byt5.d_model} wide but the transformer takes {byt5.d_model}: they belong "
+            r"to different models")

@@ -1,6 +1,7 @@
 """Writing the single files ComfyUI users have, from random models: transformers in Tencent's naming (bf16, fp8,
-ComfyUI's scaled fp8, city96-style GGUF, ComfyUI-internal names, prefixed), the VAE (diffusers or ComfyUI/LDM
-names), CLIP-L and the Llama as ComfyUI stores them. Tests and benchmarks load these instead of real weights.
+ComfyUI's scaled fp8, city96-style GGUF, ComfyUI-internal names, prefixed), the VAEs (diffusers or LDM-style
+names), and the text encoders as ComfyUI stores them (CLIP-L and the Llama; 1.5's Qwen2.5-VL and ByT5). Tests and
+benchmarks load these instead of real weights.
 """
 
 from __future__ import annotations
@@ -141,13 +142,15 @@ def gguf_dequantized(path: str | Path, dtype: torch.dtype) -> dict[str, torch.Te
 
 def write_vae(vae: torch.nn.Module, path: str | Path, naming: str = "ldm", prefix: str = "",
               dtype: torch.dtype = torch.bfloat16) -> None:
-    """The HunyuanVideo VAE as a single file: diffusers/Tencent names, or ComfyUI's LDM names (its mid
-    attention as 1x1x1 convolutions)."""
+    """A HunyuanVideo (1 or 1.5) VAE as a single file: diffusers names, or the LDM-style names of ComfyUI's v1
+    file and Tencent's 1.5 checkpoint (v1's mid attention as 1x1x1 convolutions)."""
+    rules = vae_keys.NAMINGS[type(vae).__name__]
     state = {k: v.detach().to(dtype) for k, v in vae.state_dict().items()}
     if naming == "ldm":
         up_blocks = len(vae.config.block_out_channels)
-        state = {vae_keys.rename(k, up_blocks, vae_keys.DIFFUSERS, vae_keys.LDM):
-                 (v.reshape(*v.shape, 1, 1, 1) if ".attentions.0.to_" in k and k.endswith(".weight") else v)
+        state = {rules.rename(k, up_blocks, vae_keys.DIFFUSERS, vae_keys.LDM):
+                 (v.reshape(*v.shape, 1, 1, 1) if rules.attention_as_conv and ".attentions.0.to_" in k
+                  and k.endswith(".weight") else v)
                  for k, v in state.items()}
     save_file({prefix + k: v.contiguous() for k, v in state.items()}, str(path))
 
@@ -160,16 +163,28 @@ def write_clip(clip: torch.nn.Module, path: str | Path, dtype: torch.dtype = tor
     save_file(state, str(path))
 
 
-def write_llama(llama: torch.nn.Module, path: str | Path, storage: str = "fp16") -> dict[str, torch.Tensor]:
-    """The Llama as llava_llama3_fp16 (`model.` names) or _fp8_scaled (Linear weights fp8 with per-tensor scales,
-    the `scaled_fp8` marker); returns the tensors written, without the `model.` prefix."""
-    state = {k: v.detach() for k, v in llama.state_dict().items()}
+def write_language_model(model: torch.nn.Module, path: str | Path, storage: str = "fp16") -> dict[str, torch.Tensor]:
+    """The Llama (llava_llama3_fp16 / _fp8_scaled) or Qwen2.5-VL (qwen_2.5_vl_7b / _fp8_scaled) as ComfyUI stores
+    them: `model.` names, Linear weights fp8 with per-tensor scales and the `scaled_fp8` marker when scaled, and
+    for Qwen a stand-in for the vision tower (`visual.`) the text model does not use. Returns the tensors written,
+    without the `model.` prefix."""
+    state = {k: v.detach() for k, v in model.state_dict().items()}
     tensors = storage_state_dict(state, "scaled_fp8" if storage == "scaled_fp8" else storage)
     if storage == "scaled_fp8":  # the embedding stays unscaled, as in ComfyUI's file
         tensors["embed_tokens.weight"] = state["embed_tokens.weight"].to(torch.bfloat16)
         tensors.pop("embed_tokens.scale_weight", None)
-    save_file({(k if k == "scaled_fp8" else f"model.{k}"): v for k, v in tensors.items()}, str(path))
+    written = {(k if k == "scaled_fp8" else f"model.{k}"): v for k, v in tensors.items()}
+    if type(model).__name__ == "Qwen2_5_VLTextModel":
+        written["visual.patch_embed.proj.weight"] = torch.zeros(4, 3, 2, 2, 2, dtype=torch.bfloat16)
+    save_file(written, str(path))
     return tensors
+
+
+def write_byt5(encoder: torch.nn.Module, path: str | Path, dtype: torch.dtype = torch.float16) -> None:
+    """The Glyph-ByT5 encoder as byt5_small_glyphxl_fp16: T5 names, the input embedding once (`shared.weight`)."""
+    state = {k: v.detach().to(dtype).contiguous() for k, v in encoder.state_dict().items()
+             if k != "encoder.embed_tokens.weight"}
+    save_file(state, str(path))
 
 
 def quantizable_transformer(like: torch.nn.Module, seed: int = 0) -> torch.nn.Module:

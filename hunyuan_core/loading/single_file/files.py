@@ -7,6 +7,7 @@ checkpoints (`.ckpt`, `.pt`, `.pth`, `.bin`) are refused, since unpickling can r
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -185,3 +186,8 @@ def without_prefix(tensors: dict, prefix: str) -> dict:
     if not prefix:
         return dict(tensors)
     return {key[len(prefix):]: value for key, value in tensors.items() if key.startswith(prefix)}
+
+
+def count_indices(keys, pattern: str) -> int:
+    """How many distinct indices `pattern`'s group matches in `keys` (layers, blocks): depths from the names."""
+    return len({m.group(1) for key in keys for m in [re.match(pattern, key)] if m})

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import json
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -31,9 +32,11 @@ SHIPPED_CONFIGS = Path(__file__).parent / "configs"
 SKELETONS = {"HunyuanVideoPipeline": SHIPPED_CONFIGS / "hunyuan_video"}
 """Per pipeline class, a folder laid out like a diffusers model folder with the released model's configs and no
 weights: what fills in for a model folder when every weight comes from a file."""
-FILE_LOADABLE = {"HunyuanVideoPipeline": FILE_COMPONENTS, "HunyuanVideoImageToVideoPipeline": ("transformer", "vae"),
-                 "HunyuanVideo15Pipeline": ("transformer",), "HunyuanVideo15ImageToVideoPipeline": ("transformer",)}
-"""Which components each family can take from a single file."""
+TEXT_WIDTHS = {"HunyuanVideoTransformer3DModel": (("text_encoder", "text_embed_dim"),
+                                                  ("text_encoder_2", "pooled_projection_dim")),
+               "HunyuanVideo15Transformer3DModel": (("text_encoder", "text_embed_dim"),
+                                                    ("text_encoder_2", "text_embed_2_dim"))}
+"""Per transformer class, which text encoder's output width each of its inputs takes."""
 
 
 @dataclass
@@ -71,7 +74,7 @@ def _family_and_base(source: ModelSource) -> tuple[ModelFamily, Path]:
     """The model family and the folder its configs (and non-file components) come from."""
     if source.folder is not None:
         family = read_model_index(source.folder, provided=source.files)
-        allowed = FILE_LOADABLE.get(family.spec.pipeline_class, ())
+        allowed = [c.name for c in family.spec.components if c.is_module and _reads(c) is not None]
         refused = [name for name in source.files if name not in allowed]
         if refused:
             raise UserInputError(
@@ -79,6 +82,13 @@ def _family_and_base(source: ModelSource) -> tuple[ModelFamily, Path]:
                 f"{', '.join(refused)} from its model folder {source.folder}."
             )
         return family, source.folder
+    file = source.transformer and transformer.inspect_transformer(source.transformer)
+    if file and file.generation != transformer.V1:
+        raise UserInputError(
+            f"{source.transformer.name} is a HunyuanVideo 1.5 transformer: its files load with a HunyuanVideo 1.5 "
+            "model folder, which gives the configs, tokenizers and scheduler (the folder's small files are enough: "
+            "download it without its *.safetensors). Choose that folder as the model folder."
+        )
     family = FAMILIES["HunyuanVideoPipeline"]
     missing = [name for name in FILE_COMPONENTS if name not in source.files]
     missing += [c.name for c in family.spec.components if c.name.startswith("tokenizer")
@@ -102,12 +112,26 @@ def _base_config(base: Path, component: str) -> dict:
         ) from error
 
 
+Planner = Callable[[str, Path, dict, str, ModelFamily], PlannedFile]
+
+
+def _reads(component: ComponentSpec) -> Planner | None:
+    """What plans a file of this component, by the class it loads as; None where files are not read."""
+    cls = component.loaded_class
+    if cls in transformer.CLASSES.values():
+        return _plan_transformer
+    if cls in vae.NAMINGS:
+        return partial(_plan_vae, vae.NAMINGS[cls])
+    if cls in text_encoders.KINDS:
+        return partial(_plan_text_encoder, text_encoders.KINDS[cls])
+    return None
+
+
 def plan_files(source: ModelSource, family: ModelFamily, base: Path) -> dict[str, PlannedFile]:
     """Checks every file from its header and works out its config, reading no weights."""
     name = f"the {'model folder ' + str(base) if source.folder is not None else 'released ' + family.name}"
-    planners = {"transformer": _plan_transformer, "vae": _plan_vae, "text_encoder": _plan_text_encoder,
-                "text_encoder_2": _plan_text_encoder}
-    planned = {component: planners[component](component, path, _base_config(base, component), name, family)
+    planned = {component: _reads(family.spec.component(component))(
+                   component, path, _base_config(base, component), name, family)
                for component, path in source.files.items()}
     _check_widths(family, base, planned)
     return planned
@@ -120,34 +144,32 @@ def _plan_transformer(component, path, base, name, family) -> PlannedFile:
                        file.storage, frozenset(file.fp8_dtypes))
 
 
-def _plan_vae(component, path, base, name, family) -> PlannedFile:
-    header, prefix, shapes = vae.inspect_vae(path)
-    config = vae.vae_config(shapes, base, name)
-    return PlannedFile(component, Path(path), config, lambda dtype: vae.load_vae(header, prefix, config, dtype),
-                       header.storage)
+def _plan_vae(naming, component, path, base, name, family) -> PlannedFile:
+    header, prefix, shapes = vae.inspect_vae(path, naming)
+    config = vae.vae_config(naming, shapes, base, name)
+    return PlannedFile(component, Path(path), config,
+                       lambda dtype: vae.load_vae(naming, header, prefix, config, dtype), header.storage)
 
 
-def _plan_text_encoder(component, path, base, name, family) -> PlannedFile:
-    kind = "llama" if component == "text_encoder" else "clip"
+def _plan_text_encoder(kind, component, path, base, name, family) -> PlannedFile:
     header, shapes = text_encoders.inspect_text_encoder(path, kind)
-    if kind == "llama":
-        config = text_encoders.llama_config(shapes, base, name)
-        load = lambda dtype: text_encoders.load_llama(header, config, dtype)  # noqa: E731
-    else:
-        config = text_encoders.clip_config(shapes, base, name)
-        load = lambda dtype: text_encoders.load_clip(header, config, dtype)  # noqa: E731
-    return PlannedFile(component, Path(path), config, load, header.storage, frozenset(header.fp8_dtypes))
+    config = text_encoders.text_encoder_config(kind, shapes, base, name)
+    return PlannedFile(component, Path(path), config,
+                       lambda dtype: text_encoders.load_text_encoder(kind, header, config, dtype), header.storage,
+                       frozenset(header.fp8_dtypes))
 
 
 def _check_widths(family: ModelFamily, base: Path, planned: dict[str, PlannedFile]) -> None:
-    """HunyuanVideo 1: the transformer takes the Llama's and CLIP's outputs; refuse widths that cannot meet."""
-    if family.spec.pipeline_class != "HunyuanVideoPipeline":
-        return
-    config = {name: planned[name].config if name in planned else _base_config(base, name)
-              for name in ("transformer", "text_encoder", "text_encoder_2")}
-    for encoder, key in (("text_encoder", "text_embed_dim"), ("text_encoder_2", "pooled_projection_dim")):
-        width, wanted = config[encoder]["hidden_size"], config["transformer"][key]
-        if width != wanted and (encoder in planned or "transformer" in planned):
+    """The transformer takes the text encoders' outputs; refuse widths that cannot meet."""
+    transformer_class = family.spec.component("transformer").loaded_class
+    for encoder, key in TEXT_WIDTHS.get(transformer_class, ()):
+        kind = text_encoders.KINDS.get(family.spec.component(encoder).loaded_class)  # None: Llava, from its folder
+        if kind is None or (encoder not in planned and "transformer" not in planned):
+            continue
+        config = {name: planned[name].config if name in planned else _base_config(base, name)
+                  for name in ("transformer", encoder)}
+        width, wanted = config[encoder][kind.width], config["transformer"][key]
+        if width != wanted:
             raise UserInputError(
                 f"The {encoder} is {width} wide but the transformer takes {wanted}: they belong to different models. "
                 "Use the text encoders of the transformer's model."

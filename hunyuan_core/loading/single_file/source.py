@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 FILE_COMPONENTS = ("transformer", "vae", "text_encoder", "text_encoder_2")
-"""Components that can come from a single file (HunyuanVideo 1: the Llama and CLIP; 1.5: its transformer)."""
+"""Components that can come from a single file (which of them a family reads: pipeline.py)."""
 TOKENIZERS = ("tokenizer", "tokenizer_2")
 
 
@@ -22,8 +22,8 @@ class ModelSource:
     folder: Path | None = None  # a diffusers folder: configs, tokenizers, scheduler and any component not given
     transformer: Path | None = None  # .safetensors (bf16/fp16/fp32, fp8, ComfyUI scaled fp8) or .gguf
     vae: Path | None = None
-    text_encoder: Path | None = None  # HunyuanVideo 1: the Llama (llava_llama3_fp16 / _fp8_scaled)
-    text_encoder_2: Path | None = None  # HunyuanVideo 1: CLIP-L (clip_l.safetensors)
+    text_encoder: Path | None = None  # the Llama (llava_llama3_fp16 / _fp8_scaled) or 1.5's Qwen2.5-VL
+    text_encoder_2: Path | None = None  # CLIP-L (clip_l.safetensors) or 1.5's ByT5 (byt5_small_glyphxl_fp16)
     tokenizer: Path | None = None  # a tokenizer folder, when there is no model folder
     tokenizer_2: Path | None = None
 

@@ -15,7 +15,6 @@ layers by dequantizing ones.
 from __future__ import annotations
 
 import json
-import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,8 @@ import torch
 
 from ...errors import UserInputError
 from . import transformer_keys as keys
-from .files import FP8_DTYPES, FileHeader, own_aligned_storage, read_header, read_tensors, strip_prefix, without_prefix
+from .files import (FP8_DTYPES, FileHeader, count_indices, own_aligned_storage, read_header, read_tensors,
+                    strip_prefix, without_prefix)
 from .fp8 import apply_file_dtype_casting, check_header_quantization, split_scales
 
 V1 = "HunyuanVideo 1"
@@ -105,10 +105,6 @@ def _check_gguf_types(header: FileHeader) -> None:
 
 # Config --------------------------------------------------------------------------------------------------------
 
-def _count(shapes, pattern: str) -> int:
-    return len({m.group(1) for key in shapes for m in [re.match(pattern, key)] if m})
-
-
 def derived_config(file: TransformerFile) -> dict:
     """The config values the shapes tell."""
     shape = file.shapes
@@ -120,15 +116,15 @@ def derived_config(file: TransformerFile) -> dict:
             "out_channels": shape["final_layer.linear.weight"][0] // (patch_t * patch * patch),
             "num_attention_heads": hidden // head_dim,
             "attention_head_dim": head_dim,
-            "num_layers": _count(shape, r"double_blocks\.(\d+)\."),
-            "num_refiner_layers": _count(shape, r"txt_in\.individual_token_refiner\.blocks\.(\d+)\."),
+            "num_layers": count_indices(shape, r"double_blocks\.(\d+)\."),
+            "num_refiner_layers": count_indices(shape, r"txt_in\.individual_token_refiner\.blocks\.(\d+)\."),
             "mlp_ratio": shape["double_blocks.0.img_mlp.fc1.weight"][0] / hidden,
             "patch_size": patch,
             "patch_size_t": patch_t,
             "text_embed_dim": shape["txt_in.input_embedder.weight"][1],
         }
         if file.generation == V1:
-            config.update(num_single_layers=_count(shape, r"single_blocks\.(\d+)\."),
+            config.update(num_single_layers=count_indices(shape, r"single_blocks\.(\d+)\."),
                           pooled_projection_dim=shape["vector_in.in_layer.weight"][1],
                           guidance_embeds="guidance_in.mlp.0.weight" in shape)
         else:
