@@ -67,6 +67,7 @@ def test_there_are_the_promised_workflows():
         "hunyuanvideo_single_files_lora",
         "hunyuanvideo15_text_to_video",
         "hunyuanvideo15_image_to_video",
+        "hunyuanvideo15_single_files",
     }
 
 
@@ -112,6 +113,10 @@ def test_workflow_converts_to_a_prompt_for_the_server(path, declarations):
     if path.stem == "hunyuanvideo_single_files_lora":  # ComfyUI's files and tokenizers, no diffusers folder
         assert not loaders and [n["inputs"]["model_folder"] for n in from_files] == ["none"]
         assert isinstance(from_files[0]["inputs"]["loras"], list), "the LoRA node feeds the loader"
+    elif path.stem == "hunyuanvideo15_single_files":  # every weight from a file, configs from the 1.5 folder
+        assert not loaders and [n["inputs"]["model_folder"] for n in from_files] == ["HunyuanVideo-1.5-480p_t2v"]
+        assert all(n["inputs"][c] != "from model folder" for n in from_files
+                   for c in ("transformer", "vae", "text_encoder", "clip"))
     else:
         assert [n["inputs"]["model"] for n in loaders] == [MODEL_FOLDERS.get(path.stem, "HunyuanVideo")]
 
