@@ -58,6 +58,9 @@ def _add_generate(subparsers) -> None:
     parser.add_argument("--clip", "--text-encoder-2", metavar="FILE", dest="clip",
                         help="the second text encoder from a single file: HunyuanVideo 1's CLIP-L "
                              "(clip_l.safetensors), 1.5's ByT5 (byt5_small_glyphxl_fp16.safetensors)")
+    parser.add_argument("--image-encoder", metavar="FILE",
+                        help="1.5 image-to-video: the SigLIP image encoder from a single file (models/clip_vision/"
+                             "sigclip_vision_patch14_384.safetensors)")
     parser.add_argument("--prompt", action="append", help="prompt (repeat for a batch)")
     parser.add_argument("--clip-prompt", action="append",
                         help="HunyuanVideo 1: separate prompt for CLIP (one, or one per prompt)")
@@ -192,7 +195,8 @@ def generate(args, parallel=None) -> list[Path]:
         if tiny:
             folder = getattr(args, "tiny_folder", None) or _tiny_model(args.model, stack)
         source = ModelSource(folder=folder, transformer=args.transformer, vae=args.vae,
-                             text_encoder=args.text_encoder, text_encoder_2=args.clip)
+                             text_encoder=args.text_encoder, text_encoder_2=args.clip,
+                             image_encoder=args.image_encoder)
         family = read_model_index(source.folder, provided=source.files)
         settings = _sampling_settings(args, family, tiny)
         settings.validate()

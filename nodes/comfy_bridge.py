@@ -85,7 +85,7 @@ def resolve_model_folder(name: str) -> Path:
 
 
 SINGLE_FILE_FOLDERS = {"transformer": ("diffusion_models", "unet"), "vae": ("vae",),
-                       "text_encoder": ("text_encoders", "clip")}
+                       "text_encoder": ("text_encoders", "clip"), "image_encoder": ("clip_vision",)}
 """ComfyUI's model folder names (folder_paths) holding each kind of single file; 'unet' and 'clip' are the
 legacy names older installs and extra_model_paths.yaml files still use."""
 SINGLE_FILE_SUFFIXES = (".safetensors", ".sft", ".gguf")
@@ -104,7 +104,7 @@ def _file_search_paths(kind: str) -> list[Path]:
 
 
 def single_file_names(kind: str) -> list[str]:
-    """The .safetensors and .gguf files in ComfyUI's folders for `kind` (transformer, vae, text_encoder). GGUF
+    """The .safetensors and .gguf files in ComfyUI's folders for `kind` (SINGLE_FILE_FOLDERS). GGUF
     files are listed too: ComfyUI's own lists leave them out (folder_paths.supported_pt_extensions)."""
     names = set()
     for search_path in _file_search_paths(kind):

@@ -1,5 +1,6 @@
-"""Single-file loader node: the transformer, VAE and text encoders from ComfyUI's own model folders
-(models/diffusion_models, models/vae, models/text_encoders), optionally with a diffusers folder for the rest."""
+"""Single-file loader node: the transformer, VAE, text and image encoders from ComfyUI's own model folders
+(models/diffusion_models, models/vae, models/text_encoders, models/clip_vision), optionally with a diffusers folder
+for the rest."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ class HunyuanDiffusersSingleFileLoader(ModelLoaderNode):
         "models/text_encoders. Anything not given as a file comes from the model folder, if one is chosen. "
         "fp8 and GGUF files stay small in memory. The output works with every other node, offloading included. "
         "HunyuanVideo 1 text-to-video loads from files alone; image-to-video (its Llava text encoder) and "
-        "HunyuanVideo 1.5 (configs, tokenizers, image encoder) need that model's diffusers folder for the rest."
+        "HunyuanVideo 1.5 (configs and tokenizers only) need that model's diffusers folder for the rest."
     )
 
     @classmethod
@@ -54,30 +55,37 @@ class HunyuanDiffusersSingleFileLoader(ModelLoaderNode):
                 ),
                 **dtype_inputs(),
             },
-            "optional": optional_inputs(),
+            "optional": {
+                **optional_inputs(),
+                "clip_vision": _file_input(
+                    "image_encoder", "HunyuanVideo 1.5 image-to-video: the SigLIP image encoder file in "
+                    "models/clip_vision (sigclip_vision_patch14_384.safetensors), or the model folder's."),
+            },
         }
 
     @classmethod
     def IS_CHANGED(cls, transformer, vae, text_encoder, clip, model_folder, transformer_dtype, text_encoder_dtype,
-                   vae_dtype, offload=None, speed=None, loras=None):
+                   vae_dtype, offload=None, speed=None, loras=None, clip_vision=FROM_FOLDER):
         """Changes when the model loaded for these inputs was released, so ComfyUI loads it again."""
-        source = model_source(transformer, vae, text_encoder, clip, model_folder)
+        source = model_source(transformer, vae, text_encoder, clip, model_folder, clip_vision)
         return times_released(source, transformer_dtype, text_encoder_dtype, vae_dtype, speed)
 
     def load(self, transformer, vae, text_encoder, clip, model_folder, transformer_dtype, text_encoder_dtype,
-             vae_dtype, offload=None, speed=None, loras=None):
-        source = model_source(transformer, vae, text_encoder, clip, model_folder)
+             vae_dtype, offload=None, speed=None, loras=None, clip_vision=FROM_FOLDER):
+        source = model_source(transformer, vae, text_encoder, clip, model_folder, clip_vision)
         return load(source, transformer_dtype, text_encoder_dtype, vae_dtype, offload, speed, loras)
 
 
-def model_source(transformer: str, vae: str, text_encoder: str, clip: str, model_folder: str) -> ModelSource:
+def model_source(transformer: str, vae: str, text_encoder: str, clip: str, model_folder: str,
+                 clip_vision: str = FROM_FOLDER) -> ModelSource:
     """The files and folder the inputs name; without a folder, the tokenizers ComfyUI ships."""
 
     def file(kind: str, name: str):
         return None if name == FROM_FOLDER else comfy_bridge.resolve_single_file(kind, name)
 
     files = {"transformer": file("transformer", transformer), "vae": file("vae", vae),
-             "text_encoder": file("text_encoder", text_encoder), "text_encoder_2": file("text_encoder", clip)}
+             "text_encoder": file("text_encoder", text_encoder), "text_encoder_2": file("text_encoder", clip),
+             "image_encoder": file("image_encoder", clip_vision)}
     if model_folder != NO_FOLDER:
         return ModelSource(folder=comfy_bridge.resolve_model_folder(model_folder), **files)
     tokenizers = comfy_bridge.comfy_tokenizer_folders()

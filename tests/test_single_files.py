@@ -21,6 +21,7 @@ from hunyuan_core.loading.single_file.transformer import module_maps
 from hunyuan_core.offload.config import OffloadConfig, OffloadMode, OffloadPlan
 from hunyuan_core.offload.presets import preset_plan
 from hunyuan_core.offload.probe import count_onloads, poison_offloaded
+from hunyuan_core.runtime.encode import encode_prompts
 from hunyuan_core.testing import single_files as files
 
 MODEL = "hunyuan-video"
@@ -177,15 +178,16 @@ def test_every_weight_from_single_files_generates_exactly_the_folders_video(rand
         model.release()
 
 
-def assert_every_preset_is_exact(model, offload_folder: Path, fp8_components=(), prompts=PROMPTS, negative=None):
+def assert_every_preset_is_exact(model, offload_folder: Path, fp8_components=(), prompts=PROMPTS, negative=None,
+                                 images=None):
     """Every preset gives bitwise the output without offloading, every component's offloaded weights are onloaded
     when used (poisoned otherwise), and the files' fp8 stays fp8 while offloaded (the casting is applied before
     offloading)."""
-    expected = generate(model, prompts, TINY_SETTINGS, negative)
+    expected = generate(model, prompts, TINY_SETTINGS, negative, images)
     for name in ("balanced", "lowest_vram", "disk"):
         model.configure_offload(preset_plan(name, "cpu", disk_folder=str(offload_folder)))
         with poison_offloaded(model.modules) as poisoned, count_onloads(model.modules) as onloads:
-            latents, frames = generate(model, prompts, TINY_SETTINGS, negative)
+            latents, frames = generate(model, prompts, TINY_SETTINGS, negative, images)
         assert not poisoned, (name, sorted(set(poisoned))[:5])
         assert all(onloads[c] > 0 for c in model.spec.module_names), (name, onloads)
         assert torch.equal(latents, expected[0]) and torch.equal(frames, expected[1]), name
@@ -433,19 +435,31 @@ def write_files15(pipe, folder: Path, transformer="fp32", qwen="fp32") -> dict[s
 @pytest.mark.parametrize("name", [V15, "hunyuan-video-1.5-i2v"])
 def test_hunyuan_video15_components_load_from_files_to_the_folders_weights(random_folder, shared_family_model,
                                                                          tmp_path, name):
-    """Transformer, VAE (Tencent's names), Qwen2.5-VL (its vision tower left out) and ByT5 (the embedding tied
-    as T5 has it) from files, with a folder holding no weights: every weight equals the folder's."""
-    reference = shared_family_model(name).pipe
-    paths = write_files15(reference, tmp_path)
-    folder = configs_only(random_folder(name), tmp_path / "configs", keep=("image_encoder",) if "i2v" in name else ())
-    model = load_pipeline(ModelSource(folder=folder, **paths))
+    """Transformer, VAE (Tencent's names), Qwen2.5-VL (its vision tower left out), ByT5 (the embedding tied as
+    T5 has it) and for image-to-video SigLIP (without its unused head) from files, with a folder holding no
+    weights: every weight equals the folder's, and the prompts and start image encode bitwise the same."""
+    reference = shared_family_model(name)
+    paths = write_files15(reference.pipe, tmp_path)
+    images = None
+    if "i2v" in name:
+        paths["image_encoder"] = tmp_path / "sigclip_vision_patch14_384.safetensors"
+        files.write_siglip(reference.pipe.image_encoder, paths["image_encoder"], torch.float32)
+        images = torch.rand(1, 40, 56, 3, generator=torch.Generator().manual_seed(0))
+    model = load_pipeline(ModelSource(folder=configs_only(random_folder(name), tmp_path / "configs"), **paths))
     try:
         for component in paths:
-            loaded, expected = model.modules[component].state_dict(), getattr(reference, component).state_dict()
-            assert loaded.keys() == expected.keys(), component
-            assert all(torch.equal(loaded[k], v) for k, v in expected.items()), component
+            loaded, expected = model.modules[component].state_dict(), getattr(reference.pipe, component).state_dict()
+            assert loaded.keys() == {k for k in expected if not k.startswith("head.")}, component
+            assert all(torch.equal(v, expected[k]) for k, v in loaded.items()), component
         byt5 = model.modules["text_encoder_2"]
         assert byt5.encoder.embed_tokens.weight is byt5.shared.weight
+        prompts = PROMPTS15[1:]
+        got = encode_prompts(model, prompts, negative_prompts="blurry", images=images)
+        want = encode_prompts(reference, prompts, negative_prompts="blurry", images=images)
+        for rows in ("positive", "negative"):
+            expected_rows = getattr(want, rows).tensors
+            assert getattr(got, rows).tensors.keys() == expected_rows.keys()
+            assert all(torch.equal(getattr(got, rows)[key], value) for key, value in expected_rows.items()), rows
     finally:
         model.release()
 
@@ -462,13 +476,19 @@ def test_hunyuan_video15_from_files_generates_exactly_the_folders_video(random_f
 
 
 def test_hunyuan_video15_fp8_files_compose_with_every_offload_preset(random_folder, shared_family_model, tmp_path):
-    """An fp8 transformer, a scaled-fp8 Qwen2.5-VL (qwen_2.5_vl_7b_fp8_scaled), ByT5 and the VAE from files."""
-    paths = write_files15(shared_family_model(V15).pipe, tmp_path, transformer="fp8_e4m3fn", qwen="scaled_fp8")
-    model = load_pipeline(ModelSource(folder=configs_only(random_folder(V15), tmp_path / "configs"), **paths))
+    """Image-to-video with every weight from a file: an fp8 transformer, a scaled-fp8 Qwen2.5-VL
+    (qwen_2.5_vl_7b_fp8_scaled), ByT5, SigLIP and the VAE."""
+    name = "hunyuan-video-1.5-i2v"
+    pipe = shared_family_model(name).pipe
+    paths = write_files15(pipe, tmp_path, transformer="fp8_e4m3fn", qwen="scaled_fp8")
+    paths["image_encoder"] = tmp_path / "sigclip_vision_patch14_384.safetensors"
+    files.write_siglip(pipe.image_encoder, paths["image_encoder"])
+    model = load_pipeline(ModelSource(folder=configs_only(random_folder(name), tmp_path / "configs"), **paths))
     try:
         assert model.modules["text_encoder"].layers[0].self_attn.q_proj.weight.dtype == torch.float8_e4m3fn
+        images = torch.rand(2, 40, 56, 3, generator=torch.Generator().manual_seed(0))
         assert_every_preset_is_exact(model, tmp_path / "offload", ("transformer", "text_encoder"), PROMPTS15,
-                                     "blurry")
+                                     "blurry", images)
     finally:
         model.release()
 
@@ -489,6 +509,16 @@ def test_vae_and_text_encoders_of_the_other_generation_are_refused(random_folder
     refused(ModelSource(folder=folder15, text_encoder_2=written["text_encoder_2"]),
             r"clip_l.safetensors is not a ByT5 text encoder .* Use byt5_small_glyphxl_fp16.safetensors")
     refused(ModelSource(folder=folder1, text_encoder_2=v15["text_encoder_2"]), r"is not a CLIP-L text encoder")
+    siglip = tmp_path / "sigclip_vision_patch14_384.safetensors"
+    files.write_siglip(shared_family_model("hunyuan-video-1.5-i2v").pipe.image_encoder, siglip)
+    refused(ModelSource(folder=folder15, image_encoder=siglip),
+            r"A HunyuanVideo 1.5 text-to-video model has no image_encoder: leave that file out")
+    refused(ModelSource(folder=random_folder("hunyuan-video-1.5-i2v"), image_encoder=written["text_encoder_2"]),
+            r"clip_l.safetensors is not a SigLIP image encoder .* Use sigclip_vision_patch14_384.safetensors from "
+            r"models/clip_vision")
+    refused(ModelSource(folder=random_folder("hunyuan-video-i2v"), text_encoder=written["text_encoder"]),
+            r"A HunyuanVideo 1 image-to-video model takes only its transformer, text_encoder_2, vae from single "
+            r"files here; take the text_encoder from its model folder")
     refused(ModelSource(**v15, tokenizer=folder15 / "tokenizer", tokenizer_2=folder15 / "tokenizer_2"),
             r"hunyuanvideo1.5_480p_t2v.safetensors is a HunyuanVideo 1.5 transformer: its files load with a "
             r"HunyuanVideo 1.5 model folder, which gives the configs, tokenizers and scheduler")

@@ -29,7 +29,7 @@ INTERFACE_FILE = DATA / "node_interface.json"
 FILE_CHOICES = {("HunyuanDiffusersLoader", "model"), ("HunyuanDiffusersLoRA", "lora_name"), ("VAELoader", "vae_name"),
                 ("LoadImage", "image"),
                 *(("HunyuanDiffusersSingleFileLoader", name)
-                  for name in ("transformer", "vae", "text_encoder", "clip", "model_folder"))}
+                  for name in ("transformer", "vae", "text_encoder", "clip", "model_folder", "clip_vision"))}
 """Lists of files on the machine."""
 MODEL_FOLDERS = {"hunyuanvideo15_text_to_video": "HunyuanVideo-1.5-480p_t2v",
                  "hunyuanvideo15_image_to_video": "HunyuanVideo-1.5-480p_i2v",

@@ -1,6 +1,6 @@
 """Writing the single files ComfyUI users have, from random models: transformers in Tencent's naming (bf16, fp8,
 ComfyUI's scaled fp8, city96-style GGUF, ComfyUI-internal names, prefixed), the VAEs (diffusers or LDM-style
-names), and the text encoders as ComfyUI stores them (CLIP-L and the Llama; 1.5's Qwen2.5-VL and ByT5). Tests and
+names), and the encoders as ComfyUI stores them (CLIP-L and the Llama; 1.5's Qwen2.5-VL, ByT5 and SigLIP). Tests and
 benchmarks load these instead of real weights.
 """
 
@@ -184,6 +184,14 @@ def write_byt5(encoder: torch.nn.Module, path: str | Path, dtype: torch.dtype = 
     """The Glyph-ByT5 encoder as byt5_small_glyphxl_fp16: T5 names, the input embedding once (`shared.weight`)."""
     state = {k: v.detach().to(dtype).contiguous() for k, v in encoder.state_dict().items()
              if k != "encoder.embed_tokens.weight"}
+    save_file(state, str(path))
+
+
+def write_siglip(encoder: torch.nn.Module, path: str | Path, dtype: torch.dtype = torch.float16) -> None:
+    """SigLIP's vision tower as clip_vision/sigclip_vision_patch14_384: Hugging Face names under `vision_model.`,
+    without the pooling head (which HunyuanVideo 1.5 does not use)."""
+    state = {f"vision_model.{k}": v.detach().to(dtype).contiguous() for k, v in encoder.state_dict().items()
+             if not k.startswith("head.")}
     save_file(state, str(path))
 
 

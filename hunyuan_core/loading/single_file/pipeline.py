@@ -24,19 +24,20 @@ from ...speed.settings import SpeedSettings
 from ...speed.storage import fp8_components
 from ..folder import load_component, read_model_index
 from ..loader import WeightSource
-from . import text_encoders, transformer, vae
+from . import encoders, transformer, vae
 from .fp8 import check_fp8_support
-from .source import FILE_COMPONENTS, ModelSource
+from .source import ModelSource
 
 SHIPPED_CONFIGS = Path(__file__).parent / "configs"
 SKELETONS = {"HunyuanVideoPipeline": SHIPPED_CONFIGS / "hunyuan_video"}
 """Per pipeline class, a folder laid out like a diffusers model folder with the released model's configs and no
 weights: what fills in for a model folder when every weight comes from a file."""
-TEXT_WIDTHS = {"HunyuanVideoTransformer3DModel": (("text_encoder", "text_embed_dim"),
-                                                  ("text_encoder_2", "pooled_projection_dim")),
-               "HunyuanVideo15Transformer3DModel": (("text_encoder", "text_embed_dim"),
-                                                    ("text_encoder_2", "text_embed_2_dim"))}
-"""Per transformer class, which text encoder's output width each of its inputs takes."""
+ENCODER_WIDTHS = {"HunyuanVideoTransformer3DModel": (("text_encoder", "text_embed_dim"),
+                                                     ("text_encoder_2", "pooled_projection_dim")),
+                  "HunyuanVideo15Transformer3DModel": (("text_encoder", "text_embed_dim"),
+                                                       ("text_encoder_2", "text_embed_2_dim"),
+                                                       ("image_encoder", "image_embed_dim"))}
+"""Per transformer class, which encoder's output width each of its inputs takes."""
 
 
 @dataclass
@@ -74,6 +75,12 @@ def _family_and_base(source: ModelSource) -> tuple[ModelFamily, Path]:
     """The model family and the folder its configs (and non-file components) come from."""
     if source.folder is not None:
         family = read_model_index(source.folder, provided=source.files)
+        absent = [name for name in source.files if name not in family.spec.module_names]
+        if absent:
+            raise UserInputError(
+                f"A {family.name} model has no {', '.join(absent)}: leave that file out, or choose a model folder of "
+                "the family the file belongs to."
+            )
         allowed = [c.name for c in family.spec.components if c.is_module and _reads(c) is not None]
         refused = [name for name in source.files if name not in allowed]
         if refused:
@@ -90,7 +97,7 @@ def _family_and_base(source: ModelSource) -> tuple[ModelFamily, Path]:
             "download it without its *.safetensors). Choose that folder as the model folder."
         )
     family = FAMILIES["HunyuanVideoPipeline"]
-    missing = [name for name in FILE_COMPONENTS if name not in source.files]
+    missing = [name for name in family.spec.module_names if name not in source.files]
     missing += [c.name for c in family.spec.components if c.name.startswith("tokenizer")
                 and c.name not in source.tokenizer_folders]
     if missing:
@@ -122,8 +129,8 @@ def _reads(component: ComponentSpec) -> Planner | None:
         return _plan_transformer
     if cls in vae.NAMINGS:
         return partial(_plan_vae, vae.NAMINGS[cls])
-    if cls in text_encoders.KINDS:
-        return partial(_plan_text_encoder, text_encoders.KINDS[cls])
+    if cls in encoders.KINDS:
+        return partial(_plan_encoder, encoders.KINDS[cls])
     return None
 
 
@@ -151,20 +158,21 @@ def _plan_vae(naming, component, path, base, name, family) -> PlannedFile:
                        lambda dtype: vae.load_vae(naming, header, prefix, config, dtype), header.storage)
 
 
-def _plan_text_encoder(kind, component, path, base, name, family) -> PlannedFile:
-    header, shapes = text_encoders.inspect_text_encoder(path, kind)
-    config = text_encoders.text_encoder_config(kind, shapes, base, name)
-    return PlannedFile(component, Path(path), config,
-                       lambda dtype: text_encoders.load_text_encoder(kind, header, config, dtype), header.storage,
-                       frozenset(header.fp8_dtypes))
+def _plan_encoder(kind, component, path, base, name, family) -> PlannedFile:
+    header, shapes = encoders.inspect_encoder(path, kind)
+    config = encoders.encoder_config(kind, shapes, base, name)
+    return PlannedFile(component, Path(path), config, lambda dtype: encoders.load_encoder(kind, header, config, dtype),
+                       header.storage, frozenset(header.fp8_dtypes))
 
 
 def _check_widths(family: ModelFamily, base: Path, planned: dict[str, PlannedFile]) -> None:
-    """The transformer takes the text encoders' outputs; refuse widths that cannot meet."""
+    """The transformer takes the encoders' outputs; refuse widths that cannot meet."""
     transformer_class = family.spec.component("transformer").loaded_class
-    for encoder, key in TEXT_WIDTHS.get(transformer_class, ()):
-        kind = text_encoders.KINDS.get(family.spec.component(encoder).loaded_class)  # None: Llava, from its folder
-        if kind is None or (encoder not in planned and "transformer" not in planned):
+    for encoder, key in ENCODER_WIDTHS.get(transformer_class, ()):
+        if encoder not in family.spec.module_names or (encoder not in planned and "transformer" not in planned):
+            continue
+        kind = encoders.KINDS.get(family.spec.component(encoder).loaded_class)
+        if kind is None:  # Llava, from its folder
             continue
         config = {name: planned[name].config if name in planned else _base_config(base, name)
                   for name in ("transformer", encoder)}

@@ -1,9 +1,10 @@
 """Where a model's weights come from when they are not (all) one diffusers folder.
 
 ComfyUI users hold single files: a transformer in `models/diffusion_models` (bf16, fp8 or GGUF), a VAE in
-`models/vae`, the text encoders in `models/text_encoders`. A `ModelSource` names those files, and optionally
-a diffusers folder for every component not given as a file; without a folder, the configs shipped with the
-pack (the released models') and the given tokenizer folders fill in the rest. It is plain data, so it can key
+`models/vae`, the text encoders in `models/text_encoders`, an image encoder in `models/clip_vision`. A
+`ModelSource` names those files, and optionally a diffusers folder for every component not given as a file;
+without a folder, the configs shipped with the pack (the released models') and the given tokenizer folders fill
+in the rest. It is plain data, so it can key
 a cache and travel through a node graph.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-FILE_COMPONENTS = ("transformer", "vae", "text_encoder", "text_encoder_2")
+FILE_COMPONENTS = ("transformer", "vae", "text_encoder", "text_encoder_2", "image_encoder")
 """Components that can come from a single file (which of them a family reads: pipeline.py)."""
 TOKENIZERS = ("tokenizer", "tokenizer_2")
 
@@ -24,6 +25,7 @@ class ModelSource:
     vae: Path | None = None
     text_encoder: Path | None = None  # the Llama (llava_llama3_fp16 / _fp8_scaled) or 1.5's Qwen2.5-VL
     text_encoder_2: Path | None = None  # CLIP-L (clip_l.safetensors) or 1.5's ByT5 (byt5_small_glyphxl_fp16)
+    image_encoder: Path | None = None  # 1.5 image-to-video: SigLIP (clip_vision/sigclip_vision_patch14_384)
     tokenizer: Path | None = None  # a tokenizer folder, when there is no model folder
     tokenizer_2: Path | None = None
 

@@ -1,4 +1,5 @@
-"""The text encoders from ComfyUI's `models/text_encoders` files, one kind per model class.
+"""The text and image encoders from ComfyUI's `models/text_encoders` and `models/clip_vision` files, one kind
+per model class.
 
 - `clip_l.safetensors` (HunyuanVideo 1): Hugging Face CLIP names under `text_model.` (transformers 5
   `CLIPTextModel` has them without it), often with the unused `text_projection.weight` and old
@@ -10,6 +11,9 @@
   `Qwen2_5_VLTextModel` does not use.
 - `byt5_small_glyphxl_fp16.safetensors` (1.5): the Glyph-ByT5 encoder in Hugging Face T5 names
   (`encoder.block.N...`, `shared.weight`), as `T5EncoderModel` has them.
+- `clip_vision/sigclip_vision_patch14_384.safetensors` (1.5 image-to-video): SigLIP's vision tower in Hugging
+  Face names under `vision_model.` (transformers 5's `SiglipVisionModel` has them without it), with or without
+  its pooling head, which 1.5 does not use.
 
 The fp8-scaled files hold each Linear weight in float8 with a per-tensor scale: it stays fp8 and is cast,
 scaled, per layer (see fp8.py). Widths, depths and vocabulary come from the shapes; head counts and the rest
@@ -72,9 +76,19 @@ def _t5_config(shapes: dict, base: dict) -> tuple[dict, bool]:
     return derived, fits
 
 
+def _siglip_config(shapes: dict, base: dict) -> tuple[dict, bool]:
+    hidden, channels, patch = shapes["embeddings.patch_embedding.weight"][:3]
+    side = round(shapes["embeddings.position_embedding.weight"][0] ** 0.5)
+    derived = {"hidden_size": hidden, "num_channels": channels, "patch_size": patch, "image_size": side * patch,
+               "intermediate_size": shapes["encoder.layers.0.mlp.fc1.weight"][0],
+               "num_hidden_layers": count_indices(shapes, r"encoder\.layers\.(\d+)\."),
+               "vision_use_head": "head.probe" in shapes}
+    return derived, hidden % base["num_attention_heads"] == 0
+
+
 @dataclass(frozen=True)
-class TextEncoderKind:
-    """How one text encoder class is read from a single file."""
+class EncoderKind:
+    """How one encoder class is read from a single file."""
 
     model: str  # transformers class
     label: str
@@ -84,28 +98,33 @@ class TextEncoderKind:
     unused: tuple[str, ...]  # names (prefixes or endings) of file tensors the model does not use
     derive: Callable[[dict, dict], tuple[dict, bool]]  # (shapes, base config) -> (config values, fits the heads)
     width: str = "hidden_size"  # the config entry of the output width
+    folder: str = "models/text_encoders"  # where ComfyUI keeps such files, for messages
 
 
 _DECODER_NAMES = _strip(("language_model.model.", "model.language_model.", "model."), repeat=False)
 KINDS = {kind.model: kind for kind in (
-    TextEncoderKind("CLIPTextModel", "CLIP-L text encoder", "clip_l.safetensors",
+    EncoderKind("CLIPTextModel", "CLIP-L text encoder", "clip_l.safetensors",
                     _strip(("clip_l.transformer.", "cond_stage_model.transformer.", "transformer.", "text_model."),
                            repeat=True),
                     "encoder.layers.0.mlp.fc1.weight", ("text_projection.weight", "logit_scale",
                                                         "embeddings.position_ids"), _clip_config),
-    TextEncoderKind("LlamaModel", "Llama text encoder", "llava_llama3_fp16.safetensors", _DECODER_NAMES,
+    EncoderKind("LlamaModel", "Llama text encoder", "llava_llama3_fp16.safetensors", _DECODER_NAMES,
                     "layers.0.post_attention_layernorm.weight", ("lm_head.", "vision_tower.", "multi_modal_projector."),
                     _decoder_config),
-    TextEncoderKind("Qwen2_5_VLTextModel", "Qwen2.5-VL text encoder", "qwen_2.5_vl_7b.safetensors", _DECODER_NAMES,
+    EncoderKind("Qwen2_5_VLTextModel", "Qwen2.5-VL text encoder", "qwen_2.5_vl_7b.safetensors", _DECODER_NAMES,
                     "layers.0.self_attn.q_proj.bias", ("lm_head.", "visual."), _decoder_config),
-    TextEncoderKind("T5EncoderModel", "ByT5 text encoder", "byt5_small_glyphxl_fp16.safetensors",
+    EncoderKind("T5EncoderModel", "ByT5 text encoder", "byt5_small_glyphxl_fp16.safetensors",
                     _strip(("text_encoders.byt5_small.transformer.", "byt5_small.transformer."), repeat=False),
                     "encoder.block.0.layer.0.SelfAttention.q.weight", ("decoder.", "lm_head."), _t5_config,
                     width="d_model"),
+    # the patch embedding's bias: SigLIP has one, CLIP's vision towers have none
+    EncoderKind("SiglipVisionModel", "SigLIP image encoder", "sigclip_vision_patch14_384.safetensors",
+                _strip(("clip_vision.", "vision_model."), repeat=True), "embeddings.patch_embedding.bias",
+                ("text_model.", "logit_scale", "logit_bias"), _siglip_config, folder="models/clip_vision"),
 )}
 
 
-def inspect_text_encoder(path: str | Path, kind: TextEncoderKind) -> tuple[FileHeader, dict[str, tuple]]:
+def inspect_encoder(path: str | Path, kind: EncoderKind) -> tuple[FileHeader, dict[str, tuple]]:
     """(header, shapes under the model's names); refuses a file that is not `kind`'s model."""
     header = read_header(path, kind.label)
     if header.format != "safetensors":
@@ -116,12 +135,12 @@ def inspect_text_encoder(path: str | Path, kind: TextEncoderKind) -> tuple[FileH
     if kind.anchor not in shapes:
         raise UserInputError(
             f"{header.path.name} is not a {kind.label} (its first keys: {header.first_keys()}). Use {kind.file} "
-            "from models/text_encoders."
+            f"from {kind.folder}."
         )
     return header, shapes
 
 
-def text_encoder_config(kind: TextEncoderKind, shapes: dict, base: dict, base_name: str) -> dict:
+def encoder_config(kind: EncoderKind, shapes: dict, base: dict, base_name: str) -> dict:
     derived, fits = kind.derive(shapes, base)
     if not fits:
         raise UserInputError(
@@ -131,7 +150,7 @@ def text_encoder_config(kind: TextEncoderKind, shapes: dict, base: dict, base_na
     return {**{k: v for k, v in base.items() if not k.startswith("_") and k != "architectures"}, **derived}
 
 
-def load_text_encoder(kind: TextEncoderKind, header: FileHeader, config: dict, dtype: torch.dtype) -> torch.nn.Module:
+def load_encoder(kind: EncoderKind, header: FileHeader, config: dict, dtype: torch.dtype) -> torch.nn.Module:
     import transformers
     from accelerate import init_empty_weights
 
