@@ -59,8 +59,8 @@ def _add_generate(subparsers) -> None:
                         help="the second text encoder from a single file: HunyuanVideo 1's CLIP-L "
                              "(clip_l.safetensors), 1.5's ByT5 (byt5_small_glyphxl_fp16.safetensors)")
     parser.add_argument("--image-encoder", metavar="FILE",
-                        help="1.5 image-to-video: the SigLIP image encoder from a single file (models/clip_vision/"
-                             "sigclip_vision_patch14_384.safetensors)")
+                        help="image-to-video, from models/clip_vision: 1.5's SigLIP (sigclip_vision_patch14_384), or "
+                             "HunyuanVideo 1's Llava vision tower (llava_llama3_vision, with --text-encoder)")
     parser.add_argument("--prompt", action="append", help="prompt (repeat for a batch)")
     parser.add_argument("--clip-prompt", action="append",
                         help="HunyuanVideo 1: separate prompt for CLIP (one, or one per prompt)")

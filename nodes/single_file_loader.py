@@ -24,8 +24,8 @@ class HunyuanDiffusersSingleFileLoader(ModelLoaderNode):
         "from models/diffusion_models, and optionally the VAE and the text encoders from models/vae and "
         "models/text_encoders. Anything not given as a file comes from the model folder, if one is chosen. "
         "fp8 and GGUF files stay small in memory. The output works with every other node, offloading included. "
-        "HunyuanVideo 1 text-to-video loads from files alone; image-to-video (its Llava text encoder) and "
-        "HunyuanVideo 1.5 (configs and tokenizers only) need that model's diffusers folder for the rest."
+        "HunyuanVideo 1 text-to-video loads from files alone; image-to-video and HunyuanVideo 1.5 take every "
+        "weight from files too, with that model's diffusers folder for configs and tokenizers."
     )
 
     @classmethod
@@ -58,8 +58,10 @@ class HunyuanDiffusersSingleFileLoader(ModelLoaderNode):
             "optional": {
                 **optional_inputs(),
                 "clip_vision": _file_input(
-                    "image_encoder", "HunyuanVideo 1.5 image-to-video: the SigLIP image encoder file in "
-                    "models/clip_vision (sigclip_vision_patch14_384.safetensors), or the model folder's."),
+                    "image_encoder", "Image-to-video, a file in models/clip_vision: HunyuanVideo 1.5's SigLIP "
+                    "(sigclip_vision_patch14_384.safetensors), or HunyuanVideo 1's Llava vision tower "
+                    "(llava_llama3_vision.safetensors, together with the llava_llama3 text_encoder file); or the "
+                    "model folder's."),
             },
         }
 

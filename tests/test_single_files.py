@@ -535,3 +535,74 @@ def test_vae_and_text_encoders_of_the_other_generation_are_refused(random_folder
     refused(ModelSource(folder=folder15, text_encoder_2=tmp_path / "byt5_wide.safetensors"),
             rf"The text_encoder_2 is {2 * byt5.d_model} wide but the transformer takes {byt5.d_model}: they belong "
             r"to different models")
+
+
+# HunyuanVideo 1 image-to-video: Llava from ComfyUI's two files ----------------------------------------------------
+
+I2V = "hunyuan-video-i2v"
+
+
+def write_files_i2v(model, folder: Path, llama="fp32") -> dict[str, Path]:
+    """HunyuanVideo 1 image-to-video as ComfyUI's files: the text-to-video files plus Llava's vision tower."""
+    pipe = model.pipe
+    paths = {"transformer": folder / "hunyuan_video_i2v_720p.safetensors",
+             "vae": folder / "hunyuan_video_vae.safetensors", "text_encoder": folder / "llava_llama3.safetensors",
+             "text_encoder_2": folder / "clip_l.safetensors",
+             "image_encoder": folder / "llava_llama3_vision.safetensors"}
+    files.write_transformer(pipe.transformer, paths["transformer"], "fp32", prefix="model.diffusion_model.")
+    files.write_vae(pipe.vae, paths["vae"], "ldm", dtype=torch.float32)
+    files.write_language_model(pipe.text_encoder.language_model, paths["text_encoder"], llama)
+    files.write_clip(pipe.text_encoder_2, paths["text_encoder_2"], torch.float32)
+    files.write_llava_vision(pipe.text_encoder, paths["image_encoder"], torch.float32)
+    return paths
+
+
+def test_hunyuan_video_i2v_loads_llava_from_comfyuis_two_files(random_folder, shared_family_model, tmp_path):
+    """The language model (llava_llama3_*) and the vision tower with its projector (clip_vision/
+    llava_llama3_vision) make the Llava text encoder; with every other weight from files too, the folder's configs
+    only: every weight equals the folder's, and a prompt with a start image encodes bitwise the same."""
+    reference = shared_family_model(I2V)
+    paths = write_files_i2v(reference, tmp_path)
+    model = load_pipeline(ModelSource(folder=configs_only(random_folder(I2V), tmp_path / "configs"), **paths))
+    try:
+        for component in ("transformer", "vae", "text_encoder", "text_encoder_2"):
+            loaded, expected = model.modules[component].state_dict(), getattr(reference.pipe, component).state_dict()
+            assert loaded.keys() == expected.keys(), component
+            assert all(torch.equal(v, expected[k]) for k, v in loaded.items()), component
+        images = torch.rand(1, 40, 56, 3, generator=torch.Generator().manual_seed(0))
+        got = encode_prompts(model, ["a cat walks"], images=images).positive
+        want = encode_prompts(reference, ["a cat walks"], images=images).positive
+        assert got.tensors.keys() == want.tensors.keys()
+        assert all(torch.equal(got[key], value) for key, value in want.tensors.items())
+    finally:
+        model.release()
+
+
+def test_hunyuan_video_i2v_files_compose_with_every_offload_preset(random_folder, shared_family_model, tmp_path):
+    """The scaled-fp8 Llama inside Llava stays fp8 under every preset."""
+    paths = write_files_i2v(shared_family_model(I2V), tmp_path, llama="scaled_fp8")
+    model = load_pipeline(ModelSource(folder=configs_only(random_folder(I2V), tmp_path / "configs"), **paths))
+    try:
+        images = torch.rand(2, 40, 56, 3, generator=torch.Generator().manual_seed(0))
+        assert_every_preset_is_exact(model, tmp_path / "offload", ("text_encoder",), images=images)
+    finally:
+        model.release()
+
+
+def test_llava_needs_both_of_its_files_and_they_must_match(random_folder, shared_family_model, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    paths = write_files_i2v(shared_family_model(I2V), tmp_path)
+    folder = random_folder(I2V)
+    message = r"HunyuanVideo 1 image-to-video's text encoder is Llava, which ComfyUI keeps in two files: give both"
+    refused(ModelSource(folder=folder, text_encoder=paths["text_encoder"]), message)
+    refused(ModelSource(folder=folder, image_encoder=paths["image_encoder"]), message)
+    refused(ModelSource(folder=folder, text_encoder=paths["text_encoder"], image_encoder=paths["text_encoder_2"]),
+            r"clip_l.safetensors is not a Llava vision tower .* Use llava_llama3_vision.safetensors from "
+            r"models/clip_vision")
+    tensors = load_file(paths["image_encoder"])
+    tensors["multi_modal_projector.linear_1.weight"] = tensors["multi_modal_projector.linear_1.weight"][:3]
+    save_file(tensors, tmp_path / "other_vision.safetensors")
+    refused(ModelSource(folder=folder, text_encoder=paths["text_encoder"],
+                        image_encoder=tmp_path / "other_vision.safetensors"),
+            r"The Llava vision file projects \d+ to 3 wide, but the language model is \d+ wide")

@@ -1,7 +1,7 @@
 """Writing the single files ComfyUI users have, from random models: transformers in Tencent's naming (bf16, fp8,
 ComfyUI's scaled fp8, city96-style GGUF, ComfyUI-internal names, prefixed), the VAEs (diffusers or LDM-style
-names), and the encoders as ComfyUI stores them (CLIP-L and the Llama; 1.5's Qwen2.5-VL, ByT5 and SigLIP). Tests and
-benchmarks load these instead of real weights.
+names), and the encoders as ComfyUI stores them (CLIP-L, the Llama and Llava's vision tower; 1.5's Qwen2.5-VL,
+ByT5 and SigLIP). Tests and benchmarks load these instead of real weights.
 """
 
 from __future__ import annotations
@@ -193,6 +193,14 @@ def write_siglip(encoder: torch.nn.Module, path: str | Path, dtype: torch.dtype 
     state = {f"vision_model.{k}": v.detach().to(dtype).contiguous() for k, v in encoder.state_dict().items()
              if not k.startswith("head.")}
     save_file(state, str(path))
+
+
+def write_llava_vision(llava: torch.nn.Module, path: str | Path, dtype: torch.dtype = torch.float16) -> None:
+    """A `LlavaModel`'s vision tower and projector as ComfyUI's clip_vision/llava_llama3_vision: CLIP names under
+    `vision_model.`, the projector under `multi_modal_projector.`."""
+    state = {k: v.detach().to(dtype).contiguous() for k, v in llava.state_dict().items()
+             if k.startswith(("vision_tower.", "multi_modal_projector."))}
+    save_file({k.replace("vision_tower.", "vision_model.", 1): v for k, v in state.items()}, str(path))
 
 
 def quantizable_transformer(like: torch.nn.Module, seed: int = 0) -> torch.nn.Module:

@@ -35,7 +35,7 @@ from .fp8 import apply_file_dtype_casting, check_header_quantization, split_scal
 _SCALES = (".scale_weight", ".weight_scale", ".scale_input", ".input_scale", ".comfy_quant")
 
 
-def _strip(prefixes: tuple[str, ...], repeat: bool) -> Callable[[str], str]:
+def strip_prefixes(prefixes: tuple[str, ...], repeat: bool) -> Callable[[str], str]:
     """A renamer dropping the first of `prefixes` a key starts with (each in turn, when `repeat`)."""
     def rename(key: str) -> str:
         for prefix in prefixes:
@@ -101,11 +101,11 @@ class EncoderKind:
     folder: str = "models/text_encoders"  # where ComfyUI keeps such files, for messages
 
 
-_DECODER_NAMES = _strip(("language_model.model.", "model.language_model.", "model."), repeat=False)
+_DECODER_NAMES = strip_prefixes(("language_model.model.", "model.language_model.", "model."), repeat=False)
 KINDS = {kind.model: kind for kind in (
     EncoderKind("CLIPTextModel", "CLIP-L text encoder", "clip_l.safetensors",
-                    _strip(("clip_l.transformer.", "cond_stage_model.transformer.", "transformer.", "text_model."),
-                           repeat=True),
+                    strip_prefixes(("clip_l.transformer.", "cond_stage_model.transformer.", "transformer.",
+                                    "text_model."), repeat=True),
                     "encoder.layers.0.mlp.fc1.weight", ("text_projection.weight", "logit_scale",
                                                         "embeddings.position_ids"), _clip_config),
     EncoderKind("LlamaModel", "Llama text encoder", "llava_llama3_fp16.safetensors", _DECODER_NAMES,
@@ -114,12 +114,12 @@ KINDS = {kind.model: kind for kind in (
     EncoderKind("Qwen2_5_VLTextModel", "Qwen2.5-VL text encoder", "qwen_2.5_vl_7b.safetensors", _DECODER_NAMES,
                     "layers.0.self_attn.q_proj.bias", ("lm_head.", "visual."), _decoder_config),
     EncoderKind("T5EncoderModel", "ByT5 text encoder", "byt5_small_glyphxl_fp16.safetensors",
-                    _strip(("text_encoders.byt5_small.transformer.", "byt5_small.transformer."), repeat=False),
+                    strip_prefixes(("text_encoders.byt5_small.transformer.", "byt5_small.transformer."), repeat=False),
                     "encoder.block.0.layer.0.SelfAttention.q.weight", ("decoder.", "lm_head."), _t5_config,
                     width="d_model"),
     # the patch embedding's bias: SigLIP has one, CLIP's vision towers have none
     EncoderKind("SiglipVisionModel", "SigLIP image encoder", "sigclip_vision_patch14_384.safetensors",
-                _strip(("clip_vision.", "vision_model."), repeat=True), "embeddings.patch_embedding.bias",
+                strip_prefixes(("clip_vision.", "vision_model."), repeat=True), "embeddings.patch_embedding.bias",
                 ("text_model.", "logit_scale", "logit_bias"), _siglip_config, folder="models/clip_vision"),
 )}
 
@@ -151,17 +151,35 @@ def encoder_config(kind: EncoderKind, shapes: dict, base: dict, base_name: str) 
 
 
 def load_encoder(kind: EncoderKind, header: FileHeader, config: dict, dtype: torch.dtype) -> torch.nn.Module:
+    model = empty_model(kind.model, config)
+    tensors, scales = read_renamed(header, kind.rename)
+    return assign_weights(model, tensors, scales, kind.unused, dtype, f"{header.path.name} does not match its "
+                          f"{kind.label}")
+
+
+def empty_model(class_name: str, config: dict) -> torch.nn.Module:
+    """A transformers model of `config` with its parameters on the meta device; buffers (rotary frequencies)
+    computed as usual."""
     import transformers
     from accelerate import init_empty_weights
 
-    cls = getattr(transformers, kind.model)
-    with init_empty_weights(include_buffers=False):  # buffers (rotary frequencies) computed as usual
-        model = cls(cls.config_class(**config))
+    cls = getattr(transformers, class_name)
+    with init_empty_weights(include_buffers=False):
+        return cls(cls.config_class(**config))
+
+
+def read_renamed(header: FileHeader, rename: Callable[[str], str]) -> tuple[dict, dict]:
+    """A file's (tensors, per-tensor fp8 scales) under the model's names."""
     tensors, scales = split_scales(read_tensors(header))
-    tensors = {kind.rename(k): v for k, v in tensors.items()}
-    scales = {kind.rename(k): v for k, v in scales.items()}
+    return {rename(k): v for k, v in tensors.items()}, {rename(k): v for k, v in scales.items()}
+
+
+def assign_weights(model: torch.nn.Module, tensors: dict, scales: dict, unused: tuple[str, ...], dtype: torch.dtype,
+                   mismatch: str) -> torch.nn.Module:
+    """Fills `model` with `tensors` exactly (fp8 ones stay fp8 and are cast per layer), dropping the `unused`
+    ones and refusing any other difference with `mismatch` and what is missing or unexpected."""
     expected = set(model.state_dict())
-    tensors = {k: v for k, v in tensors.items() if k in expected or not _unused(k, kind.unused)}
+    tensors = {k: v for k, v in tensors.items() if k in expected or not _unused(k, unused)}
     tied = (getattr(model, "_tied_weights_keys", None) or {}).items()  # T5's input embedding is `shared`
     for names in tied:
         present = [name for name in names if name in tensors]
@@ -171,9 +189,8 @@ def load_encoder(kind: EncoderKind, header: FileHeader, config: dict, dtype: tor
     missing, unexpected = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
     if missing or unexpected:
         raise UserInputError(
-            f"{header.path.name} does not match its {kind.label}: {len(missing)} weights missing (e.g. "
-            f"{', '.join(missing[:3]) or 'none'}), {len(unexpected)} unexpected (e.g. "
-            f"{', '.join(unexpected[:3]) or 'none'}). The file is incomplete or of another model."
+            f"{mismatch}: {len(missing)} weights missing (e.g. {', '.join(missing[:3]) or 'none'}), {len(unexpected)} "
+            f"unexpected (e.g. {', '.join(unexpected[:3]) or 'none'}). The file is incomplete or of another model."
         )
     fp8 = {k for k, v in tensors.items() if v.dtype in FP8_DTYPES}
     model.load_state_dict({k: v if k in fp8 else v.to(dtype) for k, v in tensors.items()}, strict=True, assign=True)

@@ -24,7 +24,7 @@ from ...speed.settings import SpeedSettings
 from ...speed.storage import fp8_components
 from ..folder import load_component, read_model_index
 from ..loader import WeightSource
-from . import encoders, transformer, vae
+from . import encoders, llava, transformer, vae
 from .fp8 import check_fp8_support
 from .source import ModelSource
 
@@ -75,14 +75,17 @@ def _family_and_base(source: ModelSource) -> tuple[ModelFamily, Path]:
     """The model family and the folder its configs (and non-file components) come from."""
     if source.folder is not None:
         family = read_model_index(source.folder, provided=source.files)
-        absent = [name for name in source.files if name not in family.spec.module_names]
+        absent = [name for name in source.files if name not in family.spec.module_names
+                  and not (name == "image_encoder" and _has_llava(family))]
         if absent:
             raise UserInputError(
                 f"A {family.name} model has no {', '.join(absent)}: leave that file out, or choose a model folder of "
                 "the family the file belongs to."
             )
-        allowed = [c.name for c in family.spec.components if c.is_module and _reads(c) is not None]
-        refused = [name for name in source.files if name not in allowed]
+        allowed = [c.name for c in family.spec.components
+                   if c.is_module and (_reads(c) is not None or c.loaded_class == LLAVA)]
+        refused = [name for name in source.files if name not in allowed
+                   and not (name == "image_encoder" and _has_llava(family))]
         if refused:
             raise UserInputError(
                 f"A {family.name} model takes only its {', '.join(allowed)} from single files here; take the "
@@ -137,11 +140,37 @@ def _reads(component: ComponentSpec) -> Planner | None:
 def plan_files(source: ModelSource, family: ModelFamily, base: Path) -> dict[str, PlannedFile]:
     """Checks every file from its header and works out its config, reading no weights."""
     name = f"the {'model folder ' + str(base) if source.folder is not None else 'released ' + family.name}"
-    planned = {component: _reads(family.spec.component(component))(
-                   component, path, _base_config(base, component), name, family)
-               for component, path in source.files.items()}
+    files, planned = dict(source.files), {}
+    if _has_llava(family):  # one component from two files: ComfyUI keeps Llava's vision tower apart
+        text, vision = files.pop("text_encoder", None), files.pop("image_encoder", None)
+        if (text is None) != (vision is None):
+            raise UserInputError(
+                f"{family.name}'s text encoder is Llava, which ComfyUI keeps in two files: give both the language "
+                "model (text_encoder: llava_llama3_fp16.safetensors or llava_llama3_fp8_scaled.safetensors) and the "
+                "vision tower (clip_vision: llava_llama3_vision.safetensors), or neither."
+            )
+        if text is not None:
+            planned["text_encoder"] = _plan_llava(text, vision, _base_config(base, "text_encoder"), name)
+    planned.update({component: _reads(family.spec.component(component))(
+                        component, path, _base_config(base, component), name, family)
+                    for component, path in files.items()})
     _check_widths(family, base, planned)
     return planned
+
+
+LLAVA = "LlavaModel"
+
+
+def _has_llava(family: ModelFamily) -> bool:
+    return any(c.loaded_class == LLAVA for c in family.spec.components)
+
+
+def _plan_llava(text: Path, vision: Path, base: dict, name: str) -> PlannedFile:
+    text_header, text_shapes, vision_header, vision_shapes = llava.inspect_llava(text, vision)
+    config = llava.llava_config(text_shapes, vision_shapes, base, name)
+    return PlannedFile("text_encoder", Path(text), config,
+                       lambda dtype: llava.load_llava(text_header, vision_header, config, dtype), text_header.storage,
+                       frozenset(text_header.fp8_dtypes))
 
 
 def _plan_transformer(component, path, base, name, family) -> PlannedFile:
@@ -171,12 +200,12 @@ def _check_widths(family: ModelFamily, base: Path, planned: dict[str, PlannedFil
     for encoder, key in ENCODER_WIDTHS.get(transformer_class, ()):
         if encoder not in family.spec.module_names or (encoder not in planned and "transformer" not in planned):
             continue
-        kind = encoders.KINDS.get(family.spec.component(encoder).loaded_class)
-        if kind is None:  # Llava, from its folder
-            continue
         config = {name: planned[name].config if name in planned else _base_config(base, name)
                   for name in ("transformer", encoder)}
-        width, wanted = config[encoder][kind.width], config["transformer"][key]
+        cls = family.spec.component(encoder).loaded_class
+        width = (config[encoder]["text_config"]["hidden_size"] if cls == LLAVA
+                 else config[encoder][encoders.KINDS[cls].width])
+        wanted = config["transformer"][key]
         if width != wanted:
             raise UserInputError(
                 f"The {encoder} is {width} wide but the transformer takes {wanted}: they belong to different models. "

@@ -25,7 +25,9 @@ class ModelSource:
     vae: Path | None = None
     text_encoder: Path | None = None  # the Llama (llava_llama3_fp16 / _fp8_scaled) or 1.5's Qwen2.5-VL
     text_encoder_2: Path | None = None  # CLIP-L (clip_l.safetensors) or 1.5's ByT5 (byt5_small_glyphxl_fp16)
-    image_encoder: Path | None = None  # 1.5 image-to-video: SigLIP (clip_vision/sigclip_vision_patch14_384)
+    # models/clip_vision: 1.5 image-to-video's SigLIP (sigclip_vision_patch14_384), or HunyuanVideo 1
+    # image-to-video's Llava vision tower (llava_llama3_vision), which goes with the text_encoder file
+    image_encoder: Path | None = None
     tokenizer: Path | None = None  # a tokenizer folder, when there is no model folder
     tokenizer_2: Path | None = None
 
