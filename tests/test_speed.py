@@ -54,7 +54,7 @@ def test_a_cache_that_never_skips_is_bitwise_no_cache_and_a_skipping_one_skips(s
     skipping = run(model, SpeedSettings(cache=cache, cache_value=SKIPPING[cache], mag_ratios=ratios))
     report = model.last_run
     attention_calls = sum(report.attention.values())
-    if CACHES[cache].skips.startswith("whole blocks"):
+    if CACHES[cache].skips_blocks:
         assert report.blocks_run < report.blocks_total, report.describe()
     else:
         assert attention_calls < report.blocks_total, report.describe()
