@@ -106,6 +106,7 @@ def test_bad_parallel_settings(spec, message):
 
 def test_launch_checks():
     assert ParallelSettings.parse("cfg=2,ulysses=2").world_size == 4
+    assert ParallelSettings.parse("ring=1,ulysses=2") == ParallelSettings(ulysses=2)  # ring=1: no ring attention
     with pytest.raises(ParallelSetupError, match="runs on exactly 2 processes, but 3 were started"):
         checks.check_launch(3, 2, "cpu", 0, 3, "ulysses=2")
     with pytest.raises(ParallelSetupError, match="2 processes on this machine but only 1 cuda device"):
