@@ -28,9 +28,10 @@ from ..runtime.attention_mask import (
 
 
 def shards(parallel_config) -> int:
-    """How many pieces diffusers' sharder cuts each split sequence into (the flattened ring x ulysses mesh,
-    hooks/context_parallel.py:217)."""
-    return parallel_config.context_parallel_config._flattened_mesh.size()
+    """How many pieces diffusers' sharder cuts each split sequence into: the Ulysses degree (its flattened
+    ring x ulysses mesh, hooks/context_parallel.py:217, with ring 1; the degree Ulysses' all-to-all reads,
+    models/attention_dispatch.py:2557)."""
+    return parallel_config.context_parallel_config.ulysses_degree
 
 
 def key_order_mask(mask: torch.Tensor, local_image: int, local_text: int, world: int) -> torch.Tensor:

@@ -162,7 +162,6 @@ class ParallelSession:
         plan = plan_for(model.family)
         install_context_parallel_attention(transformer)
         s = self.settings
-        shard = 0
         if s.ulysses > 1:
             from diffusers import ContextParallelConfig
 
@@ -171,7 +170,7 @@ class ParallelSession:
                 transformer.enable_parallelism(config=config, cp_plan=dict(plan.cp_plan))
             # diffusers 0.42.1's gather (hooks/context_parallel.py:261) calls a torch function deprecated in 2.13.
             warnings.filterwarnings("ignore", message=".*all_gather_tensor` is deprecated", category=FutureWarning)
-            shard = config._flattened_mesh.get_local_rank()
+        shard = self.mesh["ulysses"].get_local_rank()  # the piece diffusers' sharder gives this rank (ring is 1)
         hooks = TransformerInputHooks(plan, s.ulysses, shard, self.cfg_group, self.cfg_rank, s.cfg)
         hooks.attach(transformer)
 
