@@ -21,9 +21,9 @@ from hunyuan_core.families.hunyuan_video import HUNYUAN_VIDEO as TEXT_TO_VIDEO
 from hunyuan_core.loading.folder import read_model_index
 from hunyuan_core.offload.config import OffloadConfig, OffloadPlan
 from hunyuan_core.parallel import ParallelSettings, ParallelSetupError, checks
-from hunyuan_core.parallel.attention import key_order_mask
 from hunyuan_core.parallel.launch import diffusers_device_count
 from hunyuan_core.parallel.plans import HUNYUAN_VIDEO, HUNYUAN_VIDEO_15, plan_for
+from hunyuan_core.runtime.attention_mask import key_order_mask
 from hunyuan_core.speed.settings import SpeedSettings
 
 ROOT = Path(__file__).resolve().parents[1]

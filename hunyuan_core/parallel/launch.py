@@ -38,9 +38,9 @@ from ..devices import default_device
 from ..offload.config import OffloadPlan
 from ..progress import StepCallback
 from ..quiet import quiet
+from ..runtime.attention_mask import BATCH_SAFE_PROCESSORS
 from ..speed.settings import SpeedSettings
 from . import checks
-from .attention import install_context_parallel_attention
 from .inputs import TransformerInputHooks
 from .plans import plan_for
 
@@ -155,12 +155,13 @@ class ParallelSession:
                              self.local_world_size)
 
     def attach(self, model) -> None:
-        """Context parallelism on `model`'s transformer: the pack's processors, diffusers' hooks with the
-        family's plan (`enable_parallelism`, nothing patched in diffusers), and the input hooks. Offloading
-        can be reconfigured afterwards: the offload hooks and these are separate."""
+        """Context parallelism on `model`'s transformer: diffusers' hooks with the family's plan
+        (`enable_parallelism`, nothing patched in diffusers; it hands the pack's batch-safe processors the
+        config, with which they put the key-padding mask in Ulysses' key order), and the input hooks.
+        Offloading can be reconfigured afterwards: the offload hooks and these are separate."""
         transformer = model.pipe.transformer
         plan = plan_for(model.family)
-        install_context_parallel_attention(transformer)
+        _check_batch_safe_attention(transformer)
         s = self.settings
         if s.ulysses > 1:
             from diffusers import ContextParallelConfig
@@ -213,6 +214,17 @@ class ParallelSession:
     def close(self) -> None:
         if self.owns_group and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _check_batch_safe_attention(transformer: torch.nn.Module) -> None:
+    """A transformer without the pack's batch-safe processors would run Ulysses with the mask in the wrong
+    order (no error, wrong numbers), so that is refused."""
+    kinds = tuple(BATCH_SAFE_PROCESSORS.values())
+    if not any(isinstance(processor, kinds) for processor in transformer.attn_processors.values()):
+        raise RuntimeError(
+            f"{type(transformer).__name__} has none of the pack's batch-safe attention processors, which context "
+            "parallelism needs (the family's prepare_pipeline installs them)."
+        )
 
 
 @contextmanager
