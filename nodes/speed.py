@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..hunyuan_core.speed.attention import usable_backends
-from ..hunyuan_core.speed.settings import ATTENTION_DEFAULT, CACHES, SpeedSettings
+from ..hunyuan_core.speed.settings import ATTENTION_DEFAULT, CACHES, CacheKind, SpeedSettings
 from . import comfy_types
 
 FP8 = {"none": (), "transformer": ("transformer",), "transformer and text encoders": ("transformer", "text_encoder"),
        "all components": ("transformer", "text_encoder", "image_encoder", "vae")}
 """What fp8_storage offers, by role (new choices only ever at the end)."""
+
+
+def _names(which: Callable[[CacheKind], bool], default: bool = False) -> str:
+    """The caches `which` selects, for a tooltip (with their default numbers): written from `CACHES`, so the
+    tooltips follow the caches' definitions."""
+    return ", ".join(f"{c.name} {c.default:g}" if default else c.name for c in CACHES.values() if which(c))
 
 
 class HunyuanDiffusersSpeed:
@@ -30,13 +38,16 @@ class HunyuanDiffusersSpeed:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "cache": (["none", *CACHES], {"tooltip": "Step cache. first_block and mag skip whole blocks (and "
-                                                         "their transfers); mag needs calibrated ratios (empty: this "
-                                                         "run calibrates and logs them). See the node's description."}),
+                "cache": (["none", *CACHES], {"tooltip": "Step cache. " + _names(lambda c: c.skips_blocks)
+                                                         + " skip whole blocks (and their transfers); mag needs "
+                                                         "calibrated ratios (empty: this run calibrates and logs "
+                                                         "them). See the node's description."}),
                 "cache_value": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 100.0, "step": 0.01,
-                                          "tooltip": "The cache's one number: a threshold (first_block 0.05, mag "
-                                                     "0.06, sea 0.25) or a step interval (taylorseer 5, faster and "
-                                                     "pyramid 2). 0: the cache's default. Higher skips more."}),
+                                          "tooltip": "The cache's one number: a threshold ("
+                                                     + _names(lambda c: not c.counts_steps, default=True)
+                                                     + ") or a step interval ("
+                                                     + _names(lambda c: c.counts_steps, default=True)
+                                                     + "). 0: the cache's default. Higher skips more."}),
                 "mag_ratios": ("STRING", {"default": "", "multiline": False,
                                           "tooltip": "mag only: the ratios a calibrating run logged, comma "
                                                      "separated. Empty: calibrate (the run skips nothing)."}),

@@ -21,9 +21,9 @@ from hunyuan_core.families.hunyuan_video import HUNYUAN_VIDEO as TEXT_TO_VIDEO
 from hunyuan_core.loading.folder import read_model_index
 from hunyuan_core.offload.config import OffloadConfig, OffloadPlan
 from hunyuan_core.parallel import ParallelSettings, ParallelSetupError, checks
-from hunyuan_core.parallel.attention import key_order_mask
 from hunyuan_core.parallel.launch import diffusers_device_count
 from hunyuan_core.parallel.plans import HUNYUAN_VIDEO, HUNYUAN_VIDEO_15, plan_for
+from hunyuan_core.runtime.attention_mask import key_order_mask
 from hunyuan_core.speed.settings import SpeedSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,6 +106,7 @@ def test_bad_parallel_settings(spec, message):
 
 def test_launch_checks():
     assert ParallelSettings.parse("cfg=2,ulysses=2").world_size == 4
+    assert ParallelSettings.parse("ring=1,ulysses=2") == ParallelSettings(ulysses=2)  # ring=1: no ring attention
     with pytest.raises(ParallelSetupError, match="runs on exactly 2 processes, but 3 were started"):
         checks.check_launch(3, 2, "cpu", 0, 3, "ulysses=2")
     with pytest.raises(ParallelSetupError, match="2 processes on this machine but only 1 cuda device"):

@@ -21,12 +21,10 @@ from typing import Callable
 import torch
 
 from ..errors import UserInputError
-from ..runtime.attention_mask import install_batch_safe_attention
 from ..runtime.images import fit_images, image_latents, to_pil
 from ..runtime.recovery import recovering_encoders
 from ..runtime.rows import RowTensors
 from ..spec import ComponentSpec, PipelineSpec, Role
-from .base import FamilyDefaults
 from .hunyuan_video import (
     CLIP_TEXT,
     CLIP_TOKENIZER,
@@ -66,13 +64,8 @@ class HunyuanVideoImageToVideo(HunyuanVideo):
                           ("CLIPImageProcessor", "CLIPImageProcessorPil", "CLIPImageProcessorFast")),
         ),
     )
-    defaults = FamilyDefaults(width=848, height=480, frames=61, steps=30, guidance_scale=6.0)
     takes_image = True
     max_text_tokens = 576 // 2 + MAX_SEQUENCE_LENGTH  # image tokens (latent_concat keeps every 2nd) + text
-
-    def prepare_pipeline(self, pipe) -> None:
-        pipe.tokenizer.padding_side = "right"  # the crop below takes the valid tokens to come first
-        install_batch_safe_attention(pipe.transformer)
 
     def default_prompt_template(self, pipe) -> dict:
         from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video_image2video import (
@@ -163,7 +156,8 @@ def _black(count: int):
 
 def _llava_states(pipe, template: dict, prompts: list[str], pictures, device, stride: int):
     """Llava hidden states of each prompt (wrapped in the template) seeing its picture, cropped as diffusers
-    crops them, per row: `[image tokens (every `stride`-th) | prompt tokens]`, valid tokens first."""
+    crops them, per row: `[image tokens (every `stride`-th) | prompt tokens]`, valid tokens first (the tokenizer
+    pads on the right: `HunyuanVideo.prepare_pipeline`)."""
     from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video_image2video import (
         _expand_input_ids_with_image_tokens,
     )

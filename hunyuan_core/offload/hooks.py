@@ -95,19 +95,19 @@ class AppliedOffload:
         disk twice); if the new ones fail, the component is recorded as not offloaded, as it then is.
         """
         _refuse_accelerate_hooks(name, module)
-        remove_offload(module, config.offload_device)
-        self.cleanup((name,))
-        self.configs.pop(name, None)
+        self.detach(name, module, config.offload_device)
         folder = apply_component_offload(name, module, config, self.spec)
         if folder is not None:
             self.disk_folders[name] = folder
         self.configs[name] = config
 
-    def detach(self, name: str, module: torch.nn.Module) -> OffloadConfig:
-        """Takes one component's hooks off (its weights read back and parked on the offload device, its disk
-        files deleted); returns the settings it had, for `apply` to restore."""
-        config = self.configs.pop(name)
-        remove_offload(module, config.offload_device)
+    def detach(self, name: str, module: torch.nn.Module,
+               park_device: str | torch.device | None = None) -> OffloadConfig | None:
+        """Takes one component's hooks off (its weights read back and parked on `park_device`, by default the
+        offload device it had; its disk files deleted) and forgets its settings, first, so that a failure
+        leaves it recorded as not offloaded; returns the settings it had (None: none), for `apply` to restore."""
+        config = self.configs.pop(name, None)
+        remove_offload(module, park_device if park_device is not None else config.offload_device)
         self.cleanup((name,))
         return config
 

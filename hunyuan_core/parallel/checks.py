@@ -39,13 +39,9 @@ def _choices(values: list[int]) -> str:
 # Before the process group -------------------------------------------------------------------------------
 
 
-def check_degrees(ring: int, ulysses: int, cfg: int) -> None:
-    if min(ring, ulysses, cfg) < 1 or max(ring, ulysses, cfg) == 1:
-        raise ParallelSetupError(
-            f"--parallel needs a degree above 1 (ulysses=N, cfg=2, or both), got ring={ring}, ulysses={ulysses}, "
-            f"cfg={cfg}."
-        )
-    if ring > 1:
+def check_ring(ring: int) -> None:
+    """`ring=N` in --parallel: only 1 (no ring attention) is accepted."""
+    if ring != 1:
         # attention_dispatch.py:2386-2440 (TemplatedRingAttention): every rotated key/value chunk is attended
         # with the local query's own mask (wrong for padded prompts, which every HunyuanVideo run has), and it
         # needs the attention's log-sum-exp (`return_lse`), which the native backend cannot give on a CPU.
@@ -53,6 +49,13 @@ def check_degrees(ring: int, ulysses: int, cfg: int) -> None:
             "Ring attention cannot run HunyuanVideo in diffusers 0.42.1: it applies each process's key-padding mask "
             "to every other process's keys (wrong for the padded prompts HunyuanVideo always has) and needs the "
             "attention's log-sum-exp, which the native backend does not return on a CPU. Use ulysses=N instead."
+        )
+
+
+def check_degrees(ulysses: int, cfg: int) -> None:
+    if min(ulysses, cfg) < 1 or max(ulysses, cfg) == 1:
+        raise ParallelSetupError(
+            f"--parallel needs a degree above 1 (ulysses=N, cfg=2, or both), got ulysses={ulysses}, cfg={cfg}."
         )
     if cfg not in (1, 2):
         raise ParallelSetupError(

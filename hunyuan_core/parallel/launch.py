@@ -38,9 +38,9 @@ from ..devices import default_device
 from ..offload.config import OffloadPlan
 from ..progress import StepCallback
 from ..quiet import quiet
+from ..runtime.attention_mask import BATCH_SAFE_PROCESSORS
 from ..speed.settings import SpeedSettings
 from . import checks
-from .attention import install_context_parallel_attention
 from .inputs import TransformerInputHooks
 from .plans import plan_for
 
@@ -55,10 +55,9 @@ class ParallelStopped(RuntimeError):
 class ParallelSettings:
     """How the ranks share the work: `ulysses` ranks split each transformer call's sequence (DeepSpeed-Ulysses
     attention through diffusers), `cfg=2` puts the two halves of classifier-free guidance on two groups of
-    them; `ring` is accepted only to be refused with the reason."""
+    them. Ring attention is not a setting: `ring=N` is refused when parsed, with the reason."""
 
     ulysses: int = 1
-    ring: int = 1
     cfg: int = 1
 
     @classmethod
@@ -71,23 +70,21 @@ class ParallelSettings:
                 raise checks.ParallelSetupError(
                     f"--parallel takes ulysses=N and/or cfg=2 (comma-separated), got {text!r}."
                 )
-            values[name] = int(value)
+            if name == "ring":
+                checks.check_ring(int(value))
+            else:
+                values[name] = int(value)
         settings = cls(**values)
-        checks.check_degrees(settings.ring, settings.ulysses, settings.cfg)
+        checks.check_degrees(settings.ulysses, settings.cfg)
         return settings
 
     @property
     def world_size(self) -> int:
-        return self.cfg * self.ring * self.ulysses
-
-    @property
-    def shards(self) -> int:
-        """Pieces each split sequence is cut into."""
-        return self.ring * self.ulysses
+        return self.cfg * self.ulysses
 
     def describe(self) -> str:
-        return ",".join(f"{name}={value}" for name, value in
-                        (("cfg", self.cfg), ("ring", self.ring), ("ulysses", self.ulysses)) if value > 1)
+        return ",".join(f"{name}={value}" for name, value in (("cfg", self.cfg), ("ulysses", self.ulysses))
+                        if value > 1)
 
 
 @contextmanager
@@ -120,7 +117,9 @@ class ParallelSession:
         from torch.distributed.device_mesh import init_device_mesh
 
         s = settings
-        self.mesh = init_device_mesh(device.type, (s.cfg, s.ring, s.ulysses), mesh_dim_names=("cfg", "ring", "ulysses"))
+        # diffusers 0.42.1 takes a mesh with both a "ring" and a "ulysses" dimension (models/_modeling_parallel.py:
+        # 72-74, ContextParallelConfig.setup): the ring dimension is there, of size 1.
+        self.mesh = init_device_mesh(device.type, (s.cfg, 1, s.ulysses), mesh_dim_names=("cfg", "ring", "ulysses"))
         self.cfg_group = self.mesh["cfg"].get_group() if s.cfg > 1 else None
         self.cfg_rank = self.mesh["cfg"].get_local_rank() if s.cfg > 1 else 0
         self._flag = torch.zeros(1, dtype=torch.int32, device=device)
@@ -148,32 +147,32 @@ class ParallelSession:
         and whether this machine holds a copy of the weights per process as `plan` offloads them."""
         from ..loading.loader import resolve_dtypes
 
-        checks.check_model(family, Path(folder), self.settings.shards, settings.width, settings.height,
+        checks.check_model(family, Path(folder), self.settings.ulysses, settings.width, settings.height,
                            settings.frames)
-        checks.check_speed(speed, self.settings.shards)
+        checks.check_speed(speed, self.settings.ulysses)
         resolved = resolve_dtypes(family.spec, dtypes, plan.onload_device)
         checks.check_offload(plan.resolve(family.spec), checks.weight_bytes(Path(folder), resolved),
                              self.local_world_size)
 
     def attach(self, model) -> None:
-        """Context parallelism on `model`'s transformer: the pack's processors, diffusers' hooks with the
-        family's plan (`enable_parallelism`, nothing patched in diffusers), and the input hooks. Offloading
-        can be reconfigured afterwards: the offload hooks and these are separate."""
+        """Context parallelism on `model`'s transformer: diffusers' hooks with the family's plan
+        (`enable_parallelism`, nothing patched in diffusers; it hands the pack's batch-safe processors the
+        config, with which they put the key-padding mask in Ulysses' key order), and the input hooks.
+        Offloading can be reconfigured afterwards: the offload hooks and these are separate."""
         transformer = model.pipe.transformer
         plan = plan_for(model.family)
-        install_context_parallel_attention(transformer)
+        _check_batch_safe_attention(transformer)
         s = self.settings
-        shard = 0
-        if s.shards > 1:
+        if s.ulysses > 1:
             from diffusers import ContextParallelConfig
 
-            config = ContextParallelConfig(ring_degree=s.ring, ulysses_degree=s.ulysses, mesh=self.mesh)
+            config = ContextParallelConfig(ulysses_degree=s.ulysses, mesh=self.mesh)
             with diffusers_device_count(), quiet(DIFFUSERS_MODELING):
                 transformer.enable_parallelism(config=config, cp_plan=dict(plan.cp_plan))
             # diffusers 0.42.1's gather (hooks/context_parallel.py:261) calls a torch function deprecated in 2.13.
             warnings.filterwarnings("ignore", message=".*all_gather_tensor` is deprecated", category=FutureWarning)
-            shard = config._flattened_mesh.get_local_rank()
-        hooks = TransformerInputHooks(plan, s.shards, shard, self.cfg_group, self.cfg_rank, s.cfg)
+        shard = self.mesh["ulysses"].get_local_rank()  # the piece diffusers' sharder gives this rank (ring is 1)
+        hooks = TransformerInputHooks(plan, s.ulysses, shard, self.cfg_group, self.cfg_rank, s.cfg)
         hooks.attach(transformer)
 
     def check_run(self, guided: bool, batched_cfg: bool) -> None:
@@ -215,6 +214,17 @@ class ParallelSession:
     def close(self) -> None:
         if self.owns_group and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _check_batch_safe_attention(transformer: torch.nn.Module) -> None:
+    """A transformer without the pack's batch-safe processors would run Ulysses with the mask in the wrong
+    order (no error, wrong numbers), so that is refused."""
+    kinds = tuple(BATCH_SAFE_PROCESSORS.values())
+    if not any(isinstance(processor, kinds) for processor in transformer.attn_processors.values()):
+        raise RuntimeError(
+            f"{type(transformer).__name__} has none of the pack's batch-safe attention processors, which context "
+            "parallelism needs (the family's prepare_pipeline installs them)."
+        )
 
 
 @contextmanager

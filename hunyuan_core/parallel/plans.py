@@ -21,7 +21,7 @@ Both HunyuanVideo transformers are split at the same three points (diffusers has
 
 The key-padding mask is not split here: the transformer builds it inside `forward` over the whole sequence
 and hands the same tensor to every block, and a rank's keys are two separate slices of it. The pack's
-context-parallel processors (`attention.py`) reorder it into the order Ulysses leaves the keys in.
+batch-safe processors (`runtime/attention_mask.py`) reorder it into the order Ulysses leaves the keys in.
 Not split (replicated on every rank): timestep, guidance, pooled projections, the text mask.
 """
 

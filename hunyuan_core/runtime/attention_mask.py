@@ -10,6 +10,18 @@ HunyuanVideo 1.5's processor (diffusers 0.42.1) turns the text's key-padding mas
 pair mask on every call: 2.4 GB at 480p and 121 frames, 12 GB at 720p, per video, in each of 54 blocks.
 The pack's processor passes the key-padding mask `[B, 1, 1, N]` instead. Results are identical: a padded
 text token is never a key, so the valid tokens never read what padded queries computed.
+
+Under context parallelism (`enable_parallelism` gives the processors a `_parallel_config`; the plan is in
+`parallel/plans.py`) each rank holds `img_r` image tokens and `txt_r` text tokens, and every attention call
+joins them as `[img_r, txt_r]`. Ulysses' all-to-all (diffusers 0.42.1, models/attention_dispatch.py:2566-2571)
+then lays the keys out rank after rank: `[img_0, txt_0, img_1, txt_1, ...]`. The transformer builds the mask
+once, inside `forward`, over the whole `[img, txt]` sequence (HunyuanVideo 1: a `[B, 1, 1, L + T]` key-padding
+mask, transformer_hunyuan_video.py:1054-1062; 1.5: the text's `[B, T]` mask). Given unchanged, a mask of the
+global length is used as given (attention_dispatch.py:2573) in the wrong order: no error, wrong numbers (0.15
+max difference on a tiny model with diffusers' own processor). So the processors reorder it: the image part
+and the text part are cut in as many equal pieces as there are ranks (the pieces diffusers' sharder cut the
+tokens into, hooks/context_parallel.py:269-281) and interleaved. Every rank computes the same global mask
+from what it holds: no communication per attention call.
 """
 
 from __future__ import annotations
@@ -39,15 +51,44 @@ def normalize_key_padding_mask(mask: torch.Tensor | None) -> torch.Tensor | None
     raise ValueError(f"An attention mask must have 2, 3 or 4 dimensions, got shape {tuple(mask.shape)}.")
 
 
+def ulysses_degree(parallel_config) -> int:
+    """How many pieces diffusers' sharder cuts each split sequence into: the Ulysses degree (its flattened
+    ring x ulysses mesh, hooks/context_parallel.py:217, with ring 1: the pack refuses ring attention; the
+    degree Ulysses' all-to-all reads, models/attention_dispatch.py:2557)."""
+    return parallel_config.context_parallel_config.ulysses_degree
+
+
+def key_order_mask(mask: torch.Tensor, local_image: int, local_text: int, world: int) -> torch.Tensor:
+    """The whole sequence's key-padding mask `[B, 1, 1, L + T]` (`[img, txt]`) reordered as Ulysses lays out
+    the keys: `[img_0, txt_0, img_1, txt_1, ...]`, each rank holding `local_image` and `local_text` tokens."""
+    image, text = local_image * world, local_text * world
+    if mask.ndim != 4 or mask.shape[-2] != 1 or mask.shape[-1] != image + text:
+        raise RuntimeError(
+            f"Context parallelism expected a key-padding mask [B, 1, 1, {image + text}] over the whole sequence "
+            f"({world} x {local_image} image + {world} x {local_text} text tokens), got {tuple(mask.shape)}."
+        )
+    image_parts = mask[..., :image].split(local_image, dim=-1)
+    text_parts = mask[..., image:].split(local_text, dim=-1)
+    return torch.cat([part for pair in zip(image_parts, text_parts) for part in pair], dim=-1)
+
+
 class BatchSafeHunyuanVideoAttnProcessor(HunyuanVideoAttnProcessor2_0):
-    """diffusers' HunyuanVideo attention with the mask normalised to broadcast over heads first."""
+    """diffusers' HunyuanVideo attention with the mask normalised to broadcast over heads first, and under
+    context parallelism reordered into Ulysses' key order.
+
+    Every HunyuanVideo 1 attention call passes the image and text streams separately (the single blocks too,
+    transformer_hunyuan_video.py:567-572), so a rank's local sizes are those of the two arguments."""
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, image_rotary_emb=None):
+        attention_mask = normalize_key_padding_mask(attention_mask)
+        if self._parallel_config is not None and attention_mask is not None:
+            attention_mask = key_order_mask(attention_mask, hidden_states.shape[1], encoder_hidden_states.shape[1],
+                                            ulysses_degree(self._parallel_config))
         return super().__call__(
             attn,
             hidden_states,
             encoder_hidden_states=encoder_hidden_states,
-            attention_mask=normalize_key_padding_mask(attention_mask),
+            attention_mask=attention_mask,
             image_rotary_emb=image_rotary_emb,
         )
 
@@ -108,9 +149,17 @@ class BatchSafeHunyuanVideo15AttnProcessor(HunyuanVideo15AttnProcessor2_0):
 
     def key_padding_mask(self, attention_mask: torch.Tensor, keys: int) -> torch.Tensor:
         """The `[B, 1, 1, keys]` mask of this call's keys: the image tokens (all valid), then the text's key
-        padding. (Context parallelism overrides it: its keys arrive in another order.)"""
+        padding. Under context parallelism the blocks get the text side's whole `[B, T]` mask (it is not split)
+        while this call's keys are the local `[img_r, txt_r]` (`keys - T / world` image tokens): the mask is
+        built over the whole sequence and reordered into Ulysses' key order."""
         text = key_padding(attention_mask)
-        return F.pad(text, (keys - text.shape[1], 0), value=True)[:, None, None, :]
+        if self._parallel_config is None:
+            return F.pad(text, (keys - text.shape[1], 0), value=True)[:, None, None, :]
+        world = ulysses_degree(self._parallel_config)
+        local_text = text.shape[1] // world
+        local_image = keys - local_text
+        whole = F.pad(text, (local_image * world, 0), value=True)[:, None, None, :]
+        return key_order_mask(whole, local_image, local_text, world)
 
 
 BATCH_SAFE_PROCESSORS = {

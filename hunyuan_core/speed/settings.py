@@ -22,6 +22,17 @@ class CacheKind:
     skips: str  # what a skip saves
     decides: str  # per batch or by schedule
 
+    @property
+    def counts_steps(self) -> bool:
+        """Whether the number is a step interval (a whole number; 1 computes every step) rather than a
+        threshold (0 computes every step)."""
+        return self.off == 1
+
+    @property
+    def skips_blocks(self) -> bool:
+        """Whether a skip saves whole blocks (and their weight transfers), not only attention."""
+        return self.skips.startswith("whole blocks")
+
 
 CACHES = {
     kind.name: kind
@@ -57,7 +68,7 @@ class SpeedSettings:
             raise UserInputError(f"Unknown step cache {self.cache!r}; use none or one of {', '.join(CACHES)}.")
         if self.cache_value is not None and (not math.isfinite(self.cache_value) or self.cache_value < 0):
             raise UserInputError(f"The cache's value must be a non-negative number, got {self.cache_value}.")
-        if self.cache in ("taylorseer", "faster", "pyramid") and self.cache_value is not None and (
+        if self.cache in CACHES and CACHES[self.cache].counts_steps and self.cache_value is not None and (
                 self.cache_value < 1 or self.cache_value != int(self.cache_value)):
             raise UserInputError(
                 f"The {self.cache} cache takes {CACHES[self.cache].parameter}: a whole number from 1, got "
