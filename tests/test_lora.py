@@ -108,17 +108,32 @@ def test_diffusers_names_equal_the_change_merged_by_hand(shared_family_model, tm
 
 
 def test_diffusers_converter_still_needs_the_fixes(v1):
-    """diffusers 0.42.1's converter fails on alphas and on linear1 at widths other than 3072; when a release
-    fixes them, this fails and the pack's own handling of those layers (lora/original_names.py) can go."""
+    """diffusers 0.42.1's converter fails on alphas, on linear1 at widths other than 3072 and on the refiner's
+    qkv (it splits lora_A's rank too), and gives the final modulation a wrong delta (it swaps lora_A's halves
+    too); when a release fixes one, this fails and the pack's own handling of that layer
+    (lora/original_names.py) can go."""
     from diffusers.loaders.lora_conversion_utils import _convert_hunyuan_video_lora_to_diffusers
 
-    state = random_lora(v1.modules["transformer"]).state_dict("original")
+    lora = random_lora(v1.modules["transformer"])
+    state = lora.state_dict("original")
     with_alpha = {k: v for k, v in state.items() if "img_attn_qkv" in k}
     with pytest.raises(RuntimeError, match="chunk expects at least a 1-dimensional tensor"):
         _convert_hunyuan_video_lora_to_diffusers(with_alpha)
     linear1 = {k: v for k, v in state.items() if "linear1" in k and "alpha" not in k}
     with pytest.raises(RuntimeError, match="split_with_sizes"):
         _convert_hunyuan_video_lora_to_diffusers(linear1)
+
+    def pair(layer):
+        a, b = lora.pairs[layer]
+        return {f"{layer}.lora_A.weight": a, f"{layer}.lora_B.weight": b}
+
+    with pytest.raises(ValueError, match="not enough values to unpack"):  # rank 4 is cut into 2 + 2
+        _convert_hunyuan_video_lora_to_diffusers(pair("txt_in.individual_token_refiner.blocks.0.self_attn_qkv"))
+    final = _convert_hunyuan_video_lora_to_diffusers(pair("final_layer.adaLN_modulation.1"))
+    delta = final["transformer.norm_out.linear.lora_B.weight"] @ final["transformer.norm_out.linear.lora_A.weight"]
+    a, b = lora.pairs["final_layer.adaLN_modulation.1"]
+    shift, scale = (b @ a).chunk(2)  # Tencent's (shift, scale) rows are diffusers' (scale, shift)
+    assert not torch.allclose(delta, torch.cat([scale, shift]))
 
 
 @pytest.fixture(scope="module")
