@@ -64,23 +64,44 @@ def v1_lora(v1):
     return lora, by_hand(v1, lora), by_hand(v1, lora, 0.5), forward(v1)
 
 
+def check_equals_by_hand(model, lora, path, merged, plain):
+    """The LoRA file at `path` gives `merged` with every layer applied, bitwise `plain` at strength 0 and after
+    its removal, and leaves no adapter behind."""
+    try:
+        (line,) = apply_loras(model, [LoraFile(path)])
+        assert f"{len(lora.pairs)} layers" in line and "not applied" not in line
+        torch.testing.assert_close(forward(model), merged, **TOLERANCE)
+        apply_loras(model, [LoraFile(path, 0.0)])
+        assert torch.equal(forward(model), plain)
+    finally:
+        apply_loras(model, [])
+    assert torch.equal(forward(model), plain)
+    assert not any("lora" in name for name, _ in model.modules["transformer"].named_modules())
+    return line
+
+
 @pytest.mark.parametrize("fmt", ["original", "comfyui", "kohya"])
 def test_each_format_equals_the_change_merged_by_hand(v1, v1_lora, tmp_path, fmt):
     """Fused layers included (qkv, single blocks' linear1 at a width other than 3072, the refiner's qkv, the
     final modulation with its halves swapped) and alphas: each of those fails or is wrong through diffusers'
     own converter (0.42.1), see test_diffusers_converter_still_needs_the_fixes."""
     lora, merged, _, plain = v1_lora
-    path = lora.save(tmp_path / f"{fmt}.safetensors", fmt)
-    try:
-        (line,) = apply_loras(v1, [LoraFile(path)])
-        assert f"{len(lora.pairs)} layers" in line and "not applied" not in line
-        torch.testing.assert_close(forward(v1), merged, **TOLERANCE)
-        apply_loras(v1, [LoraFile(path, 0.0)])
-        assert torch.equal(forward(v1), plain)
-    finally:
-        apply_loras(v1, [])
-    assert torch.equal(forward(v1), plain)
-    assert not any("lora" in name for name, _ in v1.modules["transformer"].named_modules())
+    check_equals_by_hand(v1, lora, lora.save(tmp_path / f"{fmt}.safetensors", fmt), merged, plain)
+
+
+@pytest.mark.parametrize("fused_qkv", [True, False], ids=["fused_qkv", "q_k_v_apart"])
+@pytest.mark.parametrize("fmt", ["original", "comfyui", "kohya"])
+def test_hunyuan_video15_original_names_equal_the_change_merged_by_hand(shared_family_model, tmp_path, fmt,
+                                                                      fused_qkv):
+    """1.5 in Tencent's names (diffusers 0.42.1 has no converter for them): the blocks' attention fused as in
+    ComfyUI's repackaged files or apart as in Tencent's checkpoints, the refiner's qkv, the final modulation
+    with its halves swapped, byT5 and vision inputs, alphas."""
+    model = shared_family_model("hunyuan-video-1.5")
+    lora = random_lora(model.modules["transformer"], fused_qkv=fused_qkv, alpha=3.0)
+    assert ("double_blocks.0.img_attn_qkv" in lora.pairs) == fused_qkv
+    line = check_equals_by_hand(model, lora, lora.save(tmp_path / f"{fmt}.safetensors", fmt), by_hand(model, lora),
+                                forward(model))
+    assert "Tencent's original names" in line
 
 
 @pytest.mark.parametrize("name", ["hunyuan-video", "hunyuan-video-1.5"])
@@ -208,9 +229,13 @@ def test_a_lora_for_another_model_is_refused_naming_its_keys(v1, shared_family_m
                                              r"none of its layers match \(e.g. transformer\.context_embedder"):
         apply_loras(v1, [LoraFile(path)])
     assert v1.loras == {}
+    hint = r"HunyuanVideo 1 and 1.5 LoRAs share Tencent's layer names \(double_blocks…\) but not their widths"
     original = random_lora(v1.modules["transformer"]).save(tmp_path / "v1.safetensors", "original")
-    with pytest.raises(UserInputError, match=r"HunyuanVideo 1.5 LoRAs are read in diffusers/peft names only"):
+    with pytest.raises(UserInputError, match=r"does not fit this HunyuanVideo 1.5 .*" + hint):
         apply_loras(shared_family_model("hunyuan-video-1.5"), [LoraFile(original)])
+    original = random_lora(other).save(tmp_path / "v15.safetensors", "kohya")
+    with pytest.raises(UserInputError, match=r"does not fit this HunyuanVideo 1 .*" + hint):
+        apply_loras(v1, [LoraFile(original)])
 
 
 def test_a_partly_matching_lora_is_applied_with_a_warning(v1, v1_lora, tmp_path, caplog):

@@ -35,6 +35,35 @@ ORIGINAL_LAYERS = {
     "time_in.mlp.0": ["time_text_embed.timestep_embedder.linear_1"],
 }
 
+# The same for HunyuanVideo 1.5, q, k and v fused as in ComfyUI's repackaged files (apart: `_unfused`).
+ORIGINAL_LAYERS_15 = {
+    "double_blocks.0.img_attn_qkv": [f"transformer_blocks.0.attn.{n}" for n in ("to_q", "to_k", "to_v")],
+    "double_blocks.1.txt_attn_qkv": [f"transformer_blocks.1.attn.{n}" for n in ("add_q_proj", "add_k_proj",
+                                                                                 "add_v_proj")],
+    "double_blocks.1.img_attn_proj": ["transformer_blocks.1.attn.to_out.0"],
+    "double_blocks.0.txt_mlp.fc1": ["transformer_blocks.0.ff_context.net.0.proj"],
+    "double_blocks.0.img_mod.linear": ["transformer_blocks.0.norm1.linear"],
+    "txt_in.individual_token_refiner.blocks.0.self_attn_qkv": [
+        f"context_embedder.token_refiner.refiner_blocks.0.attn.{n}" for n in ("to_q", "to_k", "to_v")],
+    "txt_in.input_embedder": ["context_embedder.proj_in"],
+    "byt5_in.fc1": ["context_embedder_2.linear_1"],
+    "vision_in.proj.1": ["image_embedder.linear_1"],
+    "time_in.mlp.0": ["time_embed.timestep_embedder.linear_1"],
+    "final_layer.adaLN_modulation.1": ["norm_out.linear"],  # (shift, scale) in Tencent's, (scale, shift) in diffusers'
+    "final_layer.linear": ["proj_out"],
+}
+
+
+def _unfused(layers: dict[str, list[str]]) -> dict[str, list[str]]:
+    """The double blocks' attention as Tencent's 1.5 checkpoints name it: `img_attn_q`, `_k`, `_v` apart."""
+    out = {}
+    for layer, targets in layers.items():
+        if layer.startswith("double_blocks.") and layer.endswith("_attn_qkv"):
+            out |= {layer[: -len("qkv")] + x: [target] for x, target in zip("qkv", targets)}
+        else:
+            out[layer] = targets
+    return out
+
 
 @dataclass
 class RandomLora:
@@ -91,11 +120,14 @@ class RandomLora:
 
 
 def random_lora(transformer: torch.nn.Module, original_names: bool = True, rank: int = 4, alpha: float = 2.0,
-                seed: int = 0, scale: float = 0.3) -> RandomLora:
-    """A random LoRA for `transformer`: in Tencent's layer names (HunyuanVideo 1 only), fused layers included,
-    or on every attention and feed-forward layer in diffusers' names."""
+                seed: int = 0, scale: float = 0.3, fused_qkv: bool = True) -> RandomLora:
+    """A random LoRA for `transformer`: in Tencent's layer names, fused layers included (HunyuanVideo 1.5: the
+    double blocks' q, k and v fused or, `fused_qkv=False`, apart), or on every attention and feed-forward layer
+    in diffusers' names."""
     layers = dict(transformer.named_modules())
-    if original_names:
+    if original_names and type(transformer).__name__ == "HunyuanVideo15Transformer3DModel":
+        targets = ORIGINAL_LAYERS_15 if fused_qkv else _unfused(ORIGINAL_LAYERS_15)
+    elif original_names:
         targets = ORIGINAL_LAYERS
     else:
         targets = {name: [name] for name, module in layers.items()
