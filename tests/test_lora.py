@@ -128,6 +128,30 @@ def test_diffusers_names_equal_the_change_merged_by_hand(shared_family_model, tm
     assert torch.equal(forward(model), plain)
 
 
+@pytest.mark.parametrize("saved_by", ["pipeline", "model"])
+def test_alphas_in_the_files_adapter_metadata_scale_the_lora(shared_family_model, tmp_path, saved_by):
+    """diffusers' own save paths (since 0.35) keep the alphas only in the file's metadata: peft's LoraConfig
+    as `lora_adapter_metadata`, its keys prefixed `transformer.` by a pipeline's `save_lora_weights` and not by
+    a model's `save_lora_adapter`. The scale is lora_alpha / r, per module through `alpha_pattern`."""
+    from safetensors import safe_open
+
+    model = shared_family_model("hunyuan-video-1.5")
+    transformer = model.modules["transformer"]
+    lora = random_lora(transformer, original_names=False, alpha=8.0, alpha_pattern={"attn.to_k": 2.0})
+    merged = by_hand(model, lora)
+    path = lora.save(tmp_path / "pipeline.safetensors", "diffusers_metadata")
+    if saved_by == "model":  # loaded by diffusers itself (which reads the metadata), saved by the model
+        adapted = copy.deepcopy(transformer)
+        adapted.load_lora_adapter(str(tmp_path), weight_name=path.name, prefix="transformer", adapter_name="saved")
+        torch.testing.assert_close(forward(adapted), merged, **TOLERANCE)  # diffusers scales as the reference does
+        adapted.save_lora_adapter(tmp_path, adapter_name="saved", weight_name="model.safetensors")
+        path = tmp_path / "model.safetensors"
+    with safe_open(path, framework="pt") as file:
+        prefix = "transformer." if saved_by == "pipeline" else ""
+        assert f'"{prefix}lora_alpha": 8.0' in file.metadata()["lora_adapter_metadata"]
+    check_equals_by_hand(model, lora, path, merged, forward(model))
+
+
 def test_diffusers_converter_still_needs_the_fixes(v1):
     """diffusers 0.42.1's converter fails on alphas, on linear1 at widths other than 3072 and on the refiner's
     qkv (it splits lora_A's rank too), and gives the final modulation a wrong delta (it swaps lora_A's halves
@@ -259,14 +283,21 @@ def test_a_partly_matching_lora_is_applied_with_a_warning(v1, v1_lora, tmp_path,
 
 
 def test_bad_files_are_refused_before_the_model_changes(v1, v1_lora, tmp_path):
+    from safetensors.torch import save_file
+
     good = v1_lora[0].save(tmp_path / "good.safetensors", "original")
     apply_loras(v1, [LoraFile(good)])
     applied = dict(v1.loras)
     (tmp_path / "broken.safetensors").write_bytes(b"not a safetensors file")
     (tmp_path / "pickled.pt").write_bytes(b"")
+    save_file(v1_lora[0].state_dict("original"), tmp_path / "settings.safetensors",
+              metadata={"lora_adapter_metadata": "{lora_alpha: 8"})
     try:
         for bad, message in [("broken.safetensors", "Could not read the LoRA broken.safetensors"),
-                             ("pickled.pt", "only .safetensors files are read")]:
+                             ("pickled.pt", "only .safetensors files are read"),
+                             ("settings.safetensors", (r"LoRA settings.safetensors: its adapter settings "
+                                                       r"\(lora_adapter_metadata in the file's metadata\) are not a "
+                                                       r"JSON object. Save the LoRA again."))]:
             with pytest.raises(UserInputError, match=message):
                 apply_loras(v1, [LoraFile(tmp_path / bad)])
             assert v1.loras == applied

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..errors import UserInputError
+from .files import LoraTensors
 from .keys import kohya_names, read_pairs
 from .original_names import original_names
 
@@ -38,12 +39,12 @@ def _fits(layer: torch.nn.Module | None, a: torch.Tensor, b: torch.Tensor) -> bo
             and b.shape[0] == layer.out_features and a.shape[0] == b.shape[1])
 
 
-def convert_lora(state_dict: dict[str, torch.Tensor], transformer: torch.nn.Module) -> ConvertedLora:
+def convert_lora(file: LoraTensors, transformer: torch.nn.Module) -> ConvertedLora:
     """The file's pairs in `transformer`'s names, those that fit its layers; the rest as unmatched keys."""
     layers = dict(transformer.named_modules())
     original = original_names(transformer)
     original_layers = original.names if original else frozenset()
-    read = read_pairs(state_dict, kohya_names([*layers, *original_layers]))
+    read = read_pairs(file.tensors, kohya_names([*layers, *original_layers]), file.adapter_config)
     result = ConvertedLora(format=read.format, unmatched=list(read.unmatched))
     for module, (a, b) in read.pairs.items():
         if module in layers:
