@@ -21,8 +21,8 @@ class HunyuanDiffusersLoRA:
     DESCRIPTION = (
         "A LoRA for the HunyuanVideo transformer, from ComfyUI/models/loras. Chain several through 'loras' and "
         "connect the last to the loader's loras input. Reads Tencent's original keys, ComfyUI's lora_down/"
-        "lora_up, kohya/musubi-tuner (lora_unet_…) and diffusers/peft files (HunyuanVideo 1.5: diffusers/peft "
-        "names). A LoRA that fits no layer of the model is refused; keys that fit none are named in the log."
+        "lora_up, kohya/musubi-tuner (lora_unet_…) and diffusers/peft files, for HunyuanVideo 1 and 1.5. A LoRA "
+        "that fits no layer of the model is refused; keys that fit none are named in the log."
     )
     CATEGORY = comfy_types.CATEGORY
     RETURN_TYPES = (comfy_types.LORAS,)

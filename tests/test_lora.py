@@ -64,23 +64,44 @@ def v1_lora(v1):
     return lora, by_hand(v1, lora), by_hand(v1, lora, 0.5), forward(v1)
 
 
+def check_equals_by_hand(model, lora, path, merged, plain):
+    """The LoRA file at `path` gives `merged` with every layer applied, bitwise `plain` at strength 0 and after
+    its removal, and leaves no adapter behind."""
+    try:
+        (line,) = apply_loras(model, [LoraFile(path)])
+        assert f"{len(lora.pairs)} layers" in line and "not applied" not in line
+        torch.testing.assert_close(forward(model), merged, **TOLERANCE)
+        apply_loras(model, [LoraFile(path, 0.0)])
+        assert torch.equal(forward(model), plain)
+    finally:
+        apply_loras(model, [])
+    assert torch.equal(forward(model), plain)
+    assert not any("lora" in name for name, _ in model.modules["transformer"].named_modules())
+    return line
+
+
 @pytest.mark.parametrize("fmt", ["original", "comfyui", "kohya"])
 def test_each_format_equals_the_change_merged_by_hand(v1, v1_lora, tmp_path, fmt):
     """Fused layers included (qkv, single blocks' linear1 at a width other than 3072, the refiner's qkv, the
     final modulation with its halves swapped) and alphas: each of those fails or is wrong through diffusers'
     own converter (0.42.1), see test_diffusers_converter_still_needs_the_fixes."""
     lora, merged, _, plain = v1_lora
-    path = lora.save(tmp_path / f"{fmt}.safetensors", fmt)
-    try:
-        (line,) = apply_loras(v1, [LoraFile(path)])
-        assert f"{len(lora.pairs)} layers" in line and "not applied" not in line
-        torch.testing.assert_close(forward(v1), merged, **TOLERANCE)
-        apply_loras(v1, [LoraFile(path, 0.0)])
-        assert torch.equal(forward(v1), plain)
-    finally:
-        apply_loras(v1, [])
-    assert torch.equal(forward(v1), plain)
-    assert not any("lora" in name for name, _ in v1.modules["transformer"].named_modules())
+    check_equals_by_hand(v1, lora, lora.save(tmp_path / f"{fmt}.safetensors", fmt), merged, plain)
+
+
+@pytest.mark.parametrize("fused_qkv", [True, False], ids=["fused_qkv", "q_k_v_apart"])
+@pytest.mark.parametrize("fmt", ["original", "comfyui", "kohya"])
+def test_hunyuan_video15_original_names_equal_the_change_merged_by_hand(shared_family_model, tmp_path, fmt,
+                                                                      fused_qkv):
+    """1.5 in Tencent's names (diffusers 0.42.1 has no converter for them): the blocks' attention fused as in
+    ComfyUI's repackaged files or apart as in Tencent's checkpoints, the refiner's qkv, the final modulation
+    with its halves swapped, byT5 and vision inputs, alphas."""
+    model = shared_family_model("hunyuan-video-1.5")
+    lora = random_lora(model.modules["transformer"], fused_qkv=fused_qkv, alpha=3.0)
+    assert ("double_blocks.0.img_attn_qkv" in lora.pairs) == fused_qkv
+    line = check_equals_by_hand(model, lora, lora.save(tmp_path / f"{fmt}.safetensors", fmt), by_hand(model, lora),
+                                forward(model))
+    assert "Tencent's original names" in line
 
 
 @pytest.mark.parametrize("name", ["hunyuan-video", "hunyuan-video-1.5"])
@@ -107,18 +128,57 @@ def test_diffusers_names_equal_the_change_merged_by_hand(shared_family_model, tm
     assert torch.equal(forward(model), plain)
 
 
+@pytest.mark.parametrize("saved_by", ["pipeline", "model"])
+def test_alphas_in_the_files_adapter_metadata_scale_the_lora(shared_family_model, tmp_path, saved_by):
+    """diffusers' own save paths (since 0.35) keep the alphas only in the file's metadata: peft's LoraConfig
+    as `lora_adapter_metadata`, its keys prefixed `transformer.` by a pipeline's `save_lora_weights` and not by
+    a model's `save_lora_adapter`. The scale is lora_alpha / r, per module through `alpha_pattern`."""
+    from safetensors import safe_open
+
+    model = shared_family_model("hunyuan-video-1.5")
+    transformer = model.modules["transformer"]
+    lora = random_lora(transformer, original_names=False, alpha=8.0, alpha_pattern={"attn.to_k": 2.0})
+    merged = by_hand(model, lora)
+    path = lora.save(tmp_path / "pipeline.safetensors", "diffusers_metadata")
+    if saved_by == "model":  # loaded by diffusers itself (which reads the metadata), saved by the model
+        adapted = copy.deepcopy(transformer)
+        adapted.load_lora_adapter(str(tmp_path), weight_name=path.name, prefix="transformer", adapter_name="saved")
+        torch.testing.assert_close(forward(adapted), merged, **TOLERANCE)  # diffusers scales as the reference does
+        adapted.save_lora_adapter(tmp_path, adapter_name="saved", weight_name="model.safetensors")
+        path = tmp_path / "model.safetensors"
+    with safe_open(path, framework="pt") as file:
+        prefix = "transformer." if saved_by == "pipeline" else ""
+        assert f'"{prefix}lora_alpha": 8.0' in file.metadata()["lora_adapter_metadata"]
+    check_equals_by_hand(model, lora, path, merged, forward(model))
+
+
 def test_diffusers_converter_still_needs_the_fixes(v1):
-    """diffusers 0.42.1's converter fails on alphas and on linear1 at widths other than 3072; when a release
-    fixes them, this fails and the pack's own handling of those layers (lora/original_names.py) can go."""
+    """diffusers 0.42.1's converter fails on alphas, on linear1 at widths other than 3072 and on the refiner's
+    qkv (it splits lora_A's rank too), and gives the final modulation a wrong delta (it swaps lora_A's halves
+    too); when a release fixes one, this fails and the pack's own handling of that layer
+    (lora/original_names.py) can go."""
     from diffusers.loaders.lora_conversion_utils import _convert_hunyuan_video_lora_to_diffusers
 
-    state = random_lora(v1.modules["transformer"]).state_dict("original")
+    lora = random_lora(v1.modules["transformer"])
+    state = lora.state_dict("original")
     with_alpha = {k: v for k, v in state.items() if "img_attn_qkv" in k}
     with pytest.raises(RuntimeError, match="chunk expects at least a 1-dimensional tensor"):
         _convert_hunyuan_video_lora_to_diffusers(with_alpha)
     linear1 = {k: v for k, v in state.items() if "linear1" in k and "alpha" not in k}
     with pytest.raises(RuntimeError, match="split_with_sizes"):
         _convert_hunyuan_video_lora_to_diffusers(linear1)
+
+    def pair(layer):
+        a, b = lora.pairs[layer]
+        return {f"{layer}.lora_A.weight": a, f"{layer}.lora_B.weight": b}
+
+    with pytest.raises(ValueError, match="not enough values to unpack"):  # rank 4 is cut into 2 + 2
+        _convert_hunyuan_video_lora_to_diffusers(pair("txt_in.individual_token_refiner.blocks.0.self_attn_qkv"))
+    final = _convert_hunyuan_video_lora_to_diffusers(pair("final_layer.adaLN_modulation.1"))
+    delta = final["transformer.norm_out.linear.lora_B.weight"] @ final["transformer.norm_out.linear.lora_A.weight"]
+    a, b = lora.pairs["final_layer.adaLN_modulation.1"]
+    shift, scale = (b @ a).chunk(2)  # Tencent's (shift, scale) rows are diffusers' (scale, shift)
+    assert not torch.allclose(delta, torch.cat([scale, shift]))
 
 
 @pytest.fixture(scope="module")
@@ -193,9 +253,13 @@ def test_a_lora_for_another_model_is_refused_naming_its_keys(v1, shared_family_m
                                              r"none of its layers match \(e.g. transformer\.context_embedder"):
         apply_loras(v1, [LoraFile(path)])
     assert v1.loras == {}
+    hint = r"HunyuanVideo 1 and 1.5 LoRAs share Tencent's layer names \(double_blocks…\) but not their widths"
     original = random_lora(v1.modules["transformer"]).save(tmp_path / "v1.safetensors", "original")
-    with pytest.raises(UserInputError, match=r"HunyuanVideo 1.5 LoRAs are read in diffusers/peft names only"):
+    with pytest.raises(UserInputError, match=r"does not fit this HunyuanVideo 1.5 .*" + hint):
         apply_loras(shared_family_model("hunyuan-video-1.5"), [LoraFile(original)])
+    original = random_lora(other).save(tmp_path / "v15.safetensors", "kohya")
+    with pytest.raises(UserInputError, match=r"does not fit this HunyuanVideo 1 .*" + hint):
+        apply_loras(v1, [LoraFile(original)])
 
 
 def test_a_partly_matching_lora_is_applied_with_a_warning(v1, v1_lora, tmp_path, caplog):
@@ -219,14 +283,21 @@ def test_a_partly_matching_lora_is_applied_with_a_warning(v1, v1_lora, tmp_path,
 
 
 def test_bad_files_are_refused_before_the_model_changes(v1, v1_lora, tmp_path):
+    from safetensors.torch import save_file
+
     good = v1_lora[0].save(tmp_path / "good.safetensors", "original")
     apply_loras(v1, [LoraFile(good)])
     applied = dict(v1.loras)
     (tmp_path / "broken.safetensors").write_bytes(b"not a safetensors file")
     (tmp_path / "pickled.pt").write_bytes(b"")
+    save_file(v1_lora[0].state_dict("original"), tmp_path / "settings.safetensors",
+              metadata={"lora_adapter_metadata": "{lora_alpha: 8"})
     try:
         for bad, message in [("broken.safetensors", "Could not read the LoRA broken.safetensors"),
-                             ("pickled.pt", "only .safetensors files are read")]:
+                             ("pickled.pt", "only .safetensors files are read"),
+                             ("settings.safetensors", (r"LoRA settings.safetensors: its adapter settings "
+                                                       r"\(lora_adapter_metadata in the file's metadata\) are not a "
+                                                       r"JSON object. Save the LoRA again."))]:
             with pytest.raises(UserInputError, match=message):
                 apply_loras(v1, [LoraFile(tmp_path / bad)])
             assert v1.loras == applied

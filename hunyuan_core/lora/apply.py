@@ -61,10 +61,10 @@ def apply_loras(model: LoadedPipeline, loras: Sequence[LoraFile]) -> list[str]:
     current = model.loras
     removed = [key for key in current if key not in wanted]
     transformer = model.modules["transformer"]
-    added = {key: _read_checked(lora, transformer, model.family.name)
-             for key, lora in wanted.items() if key not in current}
-    if added:
+    new = {key: lora for key, lora in wanted.items() if key not in current}
+    if new:
         _check_peft()
+    added = {key: _read_checked(lora, transformer, model.family.name) for key, lora in new.items()}
     if removed or added:
         with model.modifying(("transformer",)) as modules:
             _change_adapters(modules["transformer"], current, removed, added)

@@ -3,8 +3,8 @@
 Every module a file names is checked against the model before anything is loaded: it must exist and the
 pair's widths must be the layer's. A LoRA that fits nowhere is refused with a few of its keys named; one that
 fits partly is applied with a warning naming what was left out (a silently unapplied LoRA is the most
-reported LoRA failure). HunyuanVideo 1 also takes Tencent's original names; diffusers 0.42.1 has no
-converter for HunyuanVideo 1.5's, so 1.5 takes diffusers/peft names (and kohya's flattening of them).
+reported LoRA failure). Both HunyuanVideo 1 and 1.5 also take Tencent's original names (original_names.py),
+in every flattening keys.py reads.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 import torch
 
 from ..errors import UserInputError
+from .files import LoraTensors
 from .keys import kohya_names, read_pairs
-from .original_names import convert_module, original_module_names
+from .original_names import original_names
 
-ORIGINAL_NAMES_TRANSFORMER = "HunyuanVideoTransformer3DModel"  # HunyuanVideo 1, text- and image-to-video
 SHOWN = 5  # unmatched keys named in a message
 
 
@@ -39,19 +39,18 @@ def _fits(layer: torch.nn.Module | None, a: torch.Tensor, b: torch.Tensor) -> bo
             and b.shape[0] == layer.out_features and a.shape[0] == b.shape[1])
 
 
-def convert_lora(state_dict: dict[str, torch.Tensor], transformer: torch.nn.Module) -> ConvertedLora:
+def convert_lora(file: LoraTensors, transformer: torch.nn.Module) -> ConvertedLora:
     """The file's pairs in `transformer`'s names, those that fit its layers; the rest as unmatched keys."""
     layers = dict(transformer.named_modules())
-    original = (original_module_names(transformer.config)
-                if type(transformer).__name__ == ORIGINAL_NAMES_TRANSFORMER else [])
-    read = read_pairs(state_dict, kohya_names([*layers, *original]))
+    original = original_names(transformer)
+    original_layers = original.names if original else frozenset()
+    read = read_pairs(file.tensors, kohya_names([*layers, *original_layers]), file.adapter_config)
     result = ConvertedLora(format=read.format, unmatched=list(read.unmatched))
-    original = set(original)
     for module, (a, b) in read.pairs.items():
         if module in layers:
             converted = {f"{module}.lora_A.weight": a, f"{module}.lora_B.weight": b}
-        elif module in original:
-            converted = convert_module(module, a, b)
+        elif module in original_layers:
+            converted = original.convert(module, a, b)
             result.format = f"{read.format}, Tencent's original names"
         else:
             converted = {}
@@ -70,9 +69,9 @@ def check_fits(converted: ConvertedLora, label: str, model_name: str) -> None:
     if converted.modules:
         return
     hint = ""
-    if model_name.startswith("HunyuanVideo 1.5"):
-        hint = (" HunyuanVideo 1.5 LoRAs are read in diffusers/peft names only (diffusers 0.42.1 has no converter "
-                "for Tencent's original 1.5 names).")
+    if any("double_blocks" in key for key in converted.unmatched):
+        hint = (" HunyuanVideo 1 and 1.5 LoRAs share Tencent's layer names (double_blocks…) but not their widths "
+                "(3072 and 2048 in the released models): a LoRA for one does not fit the other.")
     raise UserInputError(
         f"The LoRA {label} does not fit this {model_name} model: none of its layers match "
         f"(e.g. {converted.describe_unmatched() or 'the file holds no tensors'}). It is made for another model "

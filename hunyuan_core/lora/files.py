@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from ..errors import UserInputError
+
+if TYPE_CHECKING:
+    from peft import LoraConfig
 
 
 @dataclass(frozen=True)
@@ -43,9 +48,16 @@ def parse_lora(text: str) -> LoraFile:
     return LoraFile(Path(path), value)
 
 
-def read_lora_file(path: Path) -> dict[str, torch.Tensor]:
-    """The file's tensors on the CPU. Only safetensors: pickled LoRAs (.pt, .ckpt, .bin) can run code."""
-    from safetensors import SafetensorError
+@dataclass
+class LoraTensors:
+    tensors: dict[str, torch.Tensor]
+    adapter_config: LoraConfig | None = None  # the peft config diffusers saved in the file's metadata, if any
+
+
+def read_lora_file(path: Path) -> LoraTensors:
+    """The file's tensors on the CPU, and its adapter config. Only safetensors: pickled LoRAs (.pt, .ckpt, .bin)
+    can run code."""
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
     if path.suffix != ".safetensors":
@@ -53,7 +65,37 @@ def read_lora_file(path: Path) -> dict[str, torch.Tensor]:
             f"LoRA {path.name}: only .safetensors files are read (pickled files can run code when loaded)."
         )
     try:
-        return load_file(path)
+        tensors = load_file(path)
+        with safe_open(path, framework="pt") as file:
+            metadata = file.metadata() or {}
     except (SafetensorError, OSError) as error:
         raise UserInputError(f"Could not read the LoRA {path.name} ({error}); the file is incomplete or not a "
                              "safetensors file. Download it again.") from None
+    return LoraTensors(tensors, _adapter_config(metadata, path.name))
+
+
+def _adapter_config(metadata: dict[str, str], label: str) -> LoraConfig | None:
+    """The adapter config diffusers writes into the file's metadata (since 0.35; a pipeline's `save_lora_weights`
+    and a model's `save_lora_adapter`): peft's `LoraConfig.to_dict()` as JSON, its keys prefixed by the component
+    (`transformer.lora_alpha`) when a pipeline saved it. Its alphas are the file's scale (peft's `lora_alpha / r`,
+    per module through `alpha_pattern`); diffusers itself builds the adapter from it when it loads the file, and
+    fills what it lacks with LoraConfig's defaults, as here."""
+    from diffusers.loaders.lora_base import LORA_ADAPTER_METADATA_KEY
+
+    text = metadata.get(LORA_ADAPTER_METADATA_KEY)
+    if not text:
+        return None
+    try:
+        config = json.loads(text)
+    except ValueError:
+        config = None
+    if not isinstance(config, dict):
+        raise UserInputError(f"LoRA {label}: its adapter settings ({LORA_ADAPTER_METADATA_KEY} in the file's "
+                             "metadata) are not a JSON object. Save the LoRA again.")
+    if any("." in key for key in config):  # a pipeline's: one config per component
+        config = {key.removeprefix("transformer."): value for key, value in config.items()
+                  if key.startswith("transformer.")}
+    from peft import LoraConfig
+
+    fields = ("lora_alpha", "alpha_pattern", "use_rslora")  # what the scale takes besides the pair's own rank
+    return LoraConfig(**{key: config[key] for key in fields if key in config}) if config else None

@@ -10,17 +10,24 @@ People share HunyuanVideo LoRAs with four kinds of keys:
 - diffusers / peft: `transformer.transformer_blocks.0.attn.to_q.lora_A.weight` / `lora_B`.
 
 Each becomes `{module: (A, B)}` with the file's `alpha / rank` folded into B: diffusers' HunyuanVideo loader
-passes no alphas to peft (`lora_pipeline.py`, diffusers 0.42.1), so an unfolded alpha would be ignored.
+passes no alphas to peft (`lora_pipeline.py`, diffusers 0.42.1), so an unfolded alpha would be ignored. The
+alpha is a module's `.alpha` key, or else the one of the adapter config diffusers saves in the
+file's metadata (files.py), scaled as peft does.
 Keys of other kinds (DoRA scales, LoKr or LoHa factors, bias and full-weight diffs) are kept as unmatched,
 so that nothing is dropped without the user hearing of it.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from peft import LoraConfig
 
 PREFIXES = ("base_model.model.", "model.diffusion_model.", "diffusion_model.", "transformer.")
 KOHYA_PREFIX = "lora_unet_"
@@ -57,8 +64,10 @@ def _module_name(key: str, kohya_names: dict[str, str]) -> tuple[str, str, str] 
     return None
 
 
-def read_pairs(state_dict: dict[str, torch.Tensor], kohya_names: dict[str, str]) -> LoraPairs:
-    """Pairs up a LoRA file's tensors by module (`kohya_names`: underscored module path -> dotted one)."""
+def read_pairs(state_dict: dict[str, torch.Tensor], kohya_names: dict[str, str],
+               adapter_config: LoraConfig | None = None) -> LoraPairs:
+    """Pairs up a LoRA file's tensors by module (`kohya_names`: underscored module path -> dotted one;
+    `adapter_config`: the file's peft config, for modules without an `.alpha` key)."""
     parts: dict[str, dict[str, tuple[str, torch.Tensor]]] = {}
     result = LoraPairs()
     formats = []
@@ -78,12 +87,25 @@ def read_pairs(state_dict: dict[str, torch.Tensor], kohya_names: dict[str, str])
         # own fp32 copies: a file's tensors are slices of its buffer, at addresses on which CPU kernels round
         # differently than on the fresh allocations offloading gives them
         a, b = (found[part][1].to(torch.float32, copy=True) for part in "AB")
-        scale = float(found["alpha"][1]) / a.shape[0] if "alpha" in found else 1.0
+        if "alpha" in found:
+            scale = float(found["alpha"][1]) / a.shape[0]
+        else:
+            scale = peft_scale(adapter_config, module, a.shape[0]) if adapter_config else 1.0
         result.pairs[module] = (a, b * scale if scale != 1.0 else b)
         result.file_keys[module] = found["A"][0].rsplit(".lora_", 1)[0]
     if formats:
         result.format = max(set(formats), key=formats.count)
     return result
+
+
+def peft_scale(config: LoraConfig, module: str, rank: int) -> float:
+    """The scale peft gives `module` under `config` (peft 0.21 `LoraModel._create_and_replace`, `update_layer`):
+    its alpha by peft's own pattern matching over `alpha_pattern`, over its rank (the pair's own: peft's `r` and
+    `rank_pattern` give the same for every file peft can load), or over the rank's root with rsLoRA."""
+    from peft.utils.other import get_pattern_key
+
+    alpha = config.alpha_pattern.get(get_pattern_key(config.alpha_pattern.keys(), module), config.lora_alpha)
+    return alpha / math.sqrt(rank) if config.use_rslora else alpha / rank
 
 
 def kohya_names(module_names) -> dict[str, str]:
