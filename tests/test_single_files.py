@@ -493,6 +493,40 @@ def test_hunyuan_video15_fp8_files_compose_with_every_offload_preset(random_fold
         model.release()
 
 
+def test_hunyuan_video15_gguf_transformer_equals_its_dequantized_weights(random_folder, shared_family_model,
+                                                                        tmp_path):
+    """A 1.5 GGUF (city96's tools name it `hyvid` too) goes through diffusers' GGUF loading like a v1 one, with
+    the pack's 1.5 conversion and the same offload proof."""
+    from diffusers.quantizers.gguf.utils import GGUFParameter
+
+    reference = files.quantizable_transformer(shared_family_model(V15).pipe.transformer)
+    path = tmp_path / "hunyuanvideo1.5_480p_t2v-Q8_0.gguf"
+    types = files.write_transformer_gguf(reference, path, "Q8_0")
+    assert "Q8_0" in types.values()
+    model = load_pipeline(ModelSource(folder=random_folder(V15), transformer=path))
+    try:
+        loaded = model.modules["transformer"]
+        assert any(isinstance(p, GGUFParameter) and p.quant_type.name == "Q8_0" for p in loaded.parameters())
+        expected = copy.deepcopy(reference)
+        config = dict(reference.config)
+        expected.load_state_dict(keys.to_diffusers(files.gguf_dequantized(path, torch.float32),
+                                                   module_maps("HunyuanVideo 1.5", config),
+                                                   config["num_attention_heads"] * config["attention_head_dim"]))
+        inputs = dict(hidden_states=torch.randn(1, config["in_channels"], 2, 4, 4), timestep=torch.tensor([500.0]),
+                      encoder_hidden_states=torch.randn(1, 5, config["text_embed_dim"]),
+                      encoder_attention_mask=torch.ones(1, 5), image_embeds=torch.zeros(1, 4, config["image_embed_dim"]),
+                      encoder_hidden_states_2=torch.randn(1, 3, config["text_embed_2_dim"]),
+                      encoder_attention_mask_2=torch.ones(1, 3))
+        with torch.no_grad():
+            assert torch.equal(loaded(**inputs).sample, expected(**inputs).sample)
+        model.configure_offload(preset_plan("lowest_vram", "cpu"))
+        with poison_offloaded(model.modules) as poisoned, torch.no_grad():
+            assert torch.equal(loaded(**inputs).sample, expected(**inputs).sample)
+        assert not poisoned
+    finally:
+        model.release()
+
+
 def test_vae_and_text_encoders_of_the_other_generation_are_refused(random_folder, shared_family_model, written,
                                                                   tmp_path):
     from transformers import Qwen2_5_VLTextConfig, Qwen2_5_VLTextModel, T5Config, T5EncoderModel

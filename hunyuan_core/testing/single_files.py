@@ -99,8 +99,9 @@ def write_transformer(transformer: torch.nn.Module, path: str | Path, storage: s
 def write_transformer_gguf(transformer: torch.nn.Module, path: str | Path, quant_type: str = "Q8_0",
                            architecture: str = "hyvid") -> dict[str, str]:
     """Writes a GGUF the way city96's tools do (tools/convert.py ModelHyVid + llama.cpp's patch): original names;
-    1-D and small tensors F32; the embedders and the final layer at the base type (BF16); block weights quantized.
-    Rows must be multiples of the quantization's block (32 for Q8_0/Q5_1/Q4_0). Returns the type of each tensor."""
+    1-D and small tensors F32; the embedders and the final layer at the base type (BF16); block weights quantized,
+    or BF16 where a row does not divide into the quantization's blocks (32 weights for Q8_0/Q5_1/Q4_0). Returns the
+    type of each tensor."""
     import gguf
     import numpy as np
 
@@ -112,7 +113,8 @@ def write_transformer_gguf(transformer: torch.nn.Module, path: str | Path, quant
     for key, tensor in original.items():
         if tensor.ndim == 1 or tensor.numel() <= 1024 or tensor.ndim > 4:
             qtype = types.F32
-        elif key.startswith(("txt_in.", "img_in.", "time_in.", "vector_in.", "guidance_in.", "final_layer.")):
+        elif (key.startswith(("txt_in.", "img_in.", "time_in.", "vector_in.", "guidance_in.", "final_layer."))
+              or tensor.shape[-1] % gguf.GGML_QUANT_SIZES[types[quant_type]][0]):
             qtype = types.BF16
         else:
             qtype = types[quant_type]
@@ -204,12 +206,10 @@ def write_llava_vision(llava: torch.nn.Module, path: str | Path, dtype: torch.dt
 
 
 def quantizable_transformer(like: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """A random HunyuanVideo 1 transformer that fits the same model folder as `like` (text encoders, VAE, rope
-    axes), but with 16 heads, so 160 wide: GGUF's Q8_0/Q5_1/Q4_0 blocks need rows that are multiples of 32 (the
-    tiny models are 20 wide)."""
-    from diffusers import HunyuanVideoTransformer3DModel
-
+    """A random transformer of `like`'s class that fits the same model folder (text encoders, VAE, rope axes),
+    but with 16 heads (160 wide for HunyuanVideo 1, 128 for 1.5): GGUF's Q8_0/Q5_1/Q4_0 blocks need rows that are
+    multiples of 32 (the tiny models are 20 and 16 wide)."""
     config = {k: v for k, v in like.config.items() if not k.startswith("_")}
     config.update(num_attention_heads=16)
     torch.manual_seed(seed)
-    return HunyuanVideoTransformer3DModel(**config).eval().requires_grad_(False)
+    return type(like)(**config).eval().requires_grad_(False)
