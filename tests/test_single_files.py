@@ -514,7 +514,8 @@ def test_hunyuan_video15_gguf_transformer_equals_its_dequantized_weights(random_
                                                    config["num_attention_heads"] * config["attention_head_dim"]))
         inputs = dict(hidden_states=torch.randn(1, config["in_channels"], 2, 4, 4), timestep=torch.tensor([500.0]),
                       encoder_hidden_states=torch.randn(1, 5, config["text_embed_dim"]),
-                      encoder_attention_mask=torch.ones(1, 5), image_embeds=torch.zeros(1, 4, config["image_embed_dim"]),
+                      encoder_attention_mask=torch.ones(1, 5),
+                      image_embeds=torch.zeros(1, 4, config["image_embed_dim"]),
                       encoder_hidden_states_2=torch.randn(1, 3, config["text_embed_2_dim"]),
                       encoder_attention_mask_2=torch.ones(1, 3))
         with torch.no_grad():

@@ -28,7 +28,8 @@ ORIGINAL_LAYERS = {
     "single_blocks.1.modulation.linear": ["single_transformer_blocks.1.norm.linear"],
     "txt_in.individual_token_refiner.blocks.0.self_attn_qkv": [
         f"context_embedder.token_refiner.refiner_blocks.0.attn.{n}" for n in ("to_q", "to_k", "to_v")],
-    "txt_in.individual_token_refiner.blocks.0.mlp.fc1": ["context_embedder.token_refiner.refiner_blocks.0.ff.net.0.proj"],
+    "txt_in.individual_token_refiner.blocks.0.mlp.fc1": [
+        "context_embedder.token_refiner.refiner_blocks.0.ff.net.0.proj"],
     "final_layer.adaLN_modulation.1": ["norm_out.linear"],  # (shift, scale) in Tencent's, (scale, shift) in diffusers'
     "final_layer.linear": ["proj_out"],
     "vector_in.in_layer": ["time_text_embed.text_embedder.linear_1"],
