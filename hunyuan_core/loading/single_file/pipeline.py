@@ -82,15 +82,6 @@ def _family_and_base(source: ModelSource) -> tuple[ModelFamily, Path]:
                 f"A {family.name} model has no {', '.join(absent)}: leave that file out, or choose a model folder of "
                 "the family the file belongs to."
             )
-        allowed = [c.name for c in family.spec.components
-                   if c.is_module and (_reads(c) is not None or c.loaded_class == LLAVA)]
-        refused = [name for name in source.files if name not in allowed
-                   and not (name == "image_encoder" and _has_llava(family))]
-        if refused:
-            raise UserInputError(
-                f"A {family.name} model takes only its {', '.join(allowed)} from single files here; take the "
-                f"{', '.join(refused)} from its model folder {source.folder}."
-            )
         return family, source.folder
     file = source.transformer and transformer.inspect_transformer(source.transformer)
     if file and file.generation != transformer.V1:
@@ -125,16 +116,14 @@ def _base_config(base: Path, component: str) -> dict:
 Planner = Callable[[str, Path, dict, str, ModelFamily], PlannedFile]
 
 
-def _reads(component: ComponentSpec) -> Planner | None:
-    """What plans a file of this component, by the class it loads as; None where files are not read."""
+def planner(component: ComponentSpec) -> Planner:
+    """What plans a file of this component, by the class it loads as (Llava, from two files: `plan_files`)."""
     cls = component.loaded_class
     if cls in transformer.CLASSES.values():
         return _plan_transformer
     if cls in vae.NAMINGS:
         return partial(_plan_vae, vae.NAMINGS[cls])
-    if cls in encoders.KINDS:
-        return partial(_plan_encoder, encoders.KINDS[cls])
-    return None
+    return partial(_plan_encoder, encoders.KINDS[cls])
 
 
 def plan_files(source: ModelSource, family: ModelFamily, base: Path) -> dict[str, PlannedFile]:
@@ -151,7 +140,7 @@ def plan_files(source: ModelSource, family: ModelFamily, base: Path) -> dict[str
             )
         if text is not None:
             planned["text_encoder"] = _plan_llava(text, vision, _base_config(base, "text_encoder"), name)
-    planned.update({component: _reads(family.spec.component(component))(
+    planned.update({component: planner(family.spec.component(component))(
                         component, path, _base_config(base, component), name, family)
                     for component, path in files.items()})
     _check_widths(family, base, planned)
