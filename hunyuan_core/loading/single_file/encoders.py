@@ -22,6 +22,7 @@ from the model folder or the shipped config of the released models.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -76,14 +77,20 @@ def _t5_config(shapes: dict, base: dict) -> tuple[dict, bool]:
     return derived, fits
 
 
-def _siglip_config(shapes: dict, base: dict) -> tuple[dict, bool]:
-    hidden, channels, patch = shapes["embeddings.patch_embedding.weight"][:3]
-    side = round(shapes["embeddings.position_embedding.weight"][0] ** 0.5)
+def vision_transformer_config(shapes: dict, base: dict, prefix: str = "",
+                              class_token: bool = False) -> tuple[dict, bool]:
+    """A ViT's widths from its weights under `prefix` (SigLIP; CLIP's, whose positions include a class token)."""
+    hidden, channels, patch = shapes[f"{prefix}embeddings.patch_embedding.weight"][:3]
+    side = round((shapes[f"{prefix}embeddings.position_embedding.weight"][0] - class_token) ** 0.5)
     derived = {"hidden_size": hidden, "num_channels": channels, "patch_size": patch, "image_size": side * patch,
-               "intermediate_size": shapes["encoder.layers.0.mlp.fc1.weight"][0],
-               "num_hidden_layers": count_indices(shapes, r"encoder\.layers\.(\d+)\."),
-               "vision_use_head": "head.probe" in shapes}
+               "intermediate_size": shapes[f"{prefix}encoder.layers.0.mlp.fc1.weight"][0],
+               "num_hidden_layers": count_indices(shapes, rf"{re.escape(prefix)}encoder\.layers\.(\d+)\.")}
     return derived, hidden % base["num_attention_heads"] == 0
+
+
+def _siglip_config(shapes: dict, base: dict) -> tuple[dict, bool]:
+    derived, fits = vision_transformer_config(shapes, base)
+    return {**derived, "vision_use_head": "head.probe" in shapes}, fits
 
 
 @dataclass(frozen=True)
@@ -104,19 +111,19 @@ class EncoderKind:
 _DECODER_NAMES = strip_prefixes(("language_model.model.", "model.language_model.", "model."), repeat=False)
 KINDS = {kind.model: kind for kind in (
     EncoderKind("CLIPTextModel", "CLIP-L text encoder", "clip_l.safetensors",
-                    strip_prefixes(("clip_l.transformer.", "cond_stage_model.transformer.", "transformer.",
-                                    "text_model."), repeat=True),
-                    "encoder.layers.0.mlp.fc1.weight", ("text_projection.weight", "logit_scale",
-                                                        "embeddings.position_ids"), _clip_config),
+                strip_prefixes(("clip_l.transformer.", "cond_stage_model.transformer.", "transformer.", "text_model."),
+                               repeat=True),
+                "encoder.layers.0.mlp.fc1.weight", ("text_projection.weight", "logit_scale", "embeddings.position_ids"),
+                _clip_config),
     EncoderKind("LlamaModel", "Llama text encoder", "llava_llama3_fp16.safetensors", _DECODER_NAMES,
-                    "layers.0.post_attention_layernorm.weight", ("lm_head.", "vision_tower.", "multi_modal_projector."),
-                    _decoder_config),
+                "layers.0.post_attention_layernorm.weight", ("lm_head.", "vision_tower.", "multi_modal_projector."),
+                _decoder_config),
     EncoderKind("Qwen2_5_VLTextModel", "Qwen2.5-VL text encoder", "qwen_2.5_vl_7b.safetensors", _DECODER_NAMES,
-                    "layers.0.self_attn.q_proj.bias", ("lm_head.", "visual."), _decoder_config),
+                "layers.0.self_attn.q_proj.bias", ("lm_head.", "visual."), _decoder_config),
     EncoderKind("T5EncoderModel", "ByT5 text encoder", "byt5_small_glyphxl_fp16.safetensors",
-                    strip_prefixes(("text_encoders.byt5_small.transformer.", "byt5_small.transformer."), repeat=False),
-                    "encoder.block.0.layer.0.SelfAttention.q.weight", ("decoder.", "lm_head."), _t5_config,
-                    width="d_model"),
+                strip_prefixes(("text_encoders.byt5_small.transformer.", "byt5_small.transformer."), repeat=False),
+                "encoder.block.0.layer.0.SelfAttention.q.weight", ("decoder.", "lm_head."), _t5_config,
+                width="d_model"),
     # the patch embedding's bias: SigLIP has one, CLIP's vision towers have none
     EncoderKind("SiglipVisionModel", "SigLIP image encoder", "sigclip_vision_patch14_384.safetensors",
                 strip_prefixes(("clip_vision.", "vision_model."), repeat=True), "embeddings.patch_embedding.bias",

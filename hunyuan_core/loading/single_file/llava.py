@@ -17,8 +17,8 @@ import torch
 
 from ...errors import UserInputError
 from .encoders import (KINDS, EncoderKind, assign_weights, empty_model, encoder_config, inspect_encoder,
-                       read_renamed, strip_prefixes)
-from .files import FileHeader, count_indices
+                       read_renamed, strip_prefixes, vision_transformer_config)
+from .files import FileHeader
 
 _VISION_NAMES = strip_prefixes(("vision_model.",), repeat=False)
 
@@ -28,12 +28,7 @@ def _vision_name(key: str) -> str:
 
 
 def _vision_config(shapes: dict, base: dict) -> tuple[dict, bool]:
-    hidden, channels, patch = shapes["vision_tower.embeddings.patch_embedding.weight"][:3]
-    side = round((shapes["vision_tower.embeddings.position_embedding.weight"][0] - 1) ** 0.5)  # + the class token
-    derived = {"hidden_size": hidden, "num_channels": channels, "patch_size": patch, "image_size": side * patch,
-               "intermediate_size": shapes["vision_tower.encoder.layers.0.mlp.fc1.weight"][0],
-               "num_hidden_layers": count_indices(shapes, r"vision_tower\.encoder\.layers\.(\d+)\.")}
-    return derived, hidden % base["num_attention_heads"] == 0
+    return vision_transformer_config(shapes, base, prefix="vision_tower.", class_token=True)
 
 
 LANGUAGE = KINDS["LlamaModel"]
