@@ -30,7 +30,6 @@ from .files import LoraFile, read_lora_file
 
 logger = logging.getLogger(__name__)
 _adapter_ids = itertools.count()
-FP8 = (torch.float8_e4m3fn, torch.float8_e5m2)
 
 
 @dataclass
@@ -113,8 +112,9 @@ def _change_adapters(transformer: torch.nn.Module, current: dict, removed: list,
                 # modules"), and warns that a second adapter makes several: both expected here.
                 warnings.filterwarnings("ignore", message="While injecting the PEFT adapters", category=RuntimeWarning)
                 warnings.filterwarnings("ignore", message="Already found a `peft_config`", category=UserWarning)
-                transformer.load_lora_adapter(dict(applied.converted.state_dict), prefix=None,
+                transformer.load_lora_adapter(applied.converted.state_dict, prefix=None,
                                               adapter_name=applied.adapter, low_cpu_mem_usage=True)
+            applied.converted.state_dict = {}  # peft holds the adapter now; the converted copy would only cost RAM
             done.append(key)
             _adapters_in_compute_dtype(transformer, applied.adapter)
             current[key] = applied
@@ -134,7 +134,7 @@ def _adapters_in_compute_dtype(transformer: torch.nn.Module, adapter: str) -> No
     dtype, which under fp8 storage is fp8 (no matmul runs in it) and upcasts bf16 ones to fp32."""
     from peft.tuners.lora import LoraLayer
 
-    dtype = next(p.dtype for p in transformer.parameters() if p.is_floating_point() and p.dtype not in FP8)
+    dtype = transformer.dtype  # diffusers reports the compute dtype of fp8 storage and fp8 files (their casting hooks)
     for module in transformer.modules():
         if isinstance(module, LoraLayer) and adapter in module.lora_A:
             module.lora_A[adapter].to(dtype)
