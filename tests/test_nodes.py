@@ -389,6 +389,7 @@ def test_single_file_loader_gives_the_folder_loaders_model(nodes, single_files):
     fp8 = loader.load(**single_file_inputs(transformer="hyv/t2v_fp8.safetensors", vae="from model folder"))[0]
     assert torch.float8_e4m3fn in {p.dtype for p in fp8.modules["transformer"].parameters()}
     assert loader.IS_CHANGED(**single_file_inputs(transformer="hyv/t2v_fp8.safetensors", vae="from model folder")) == 0
+    assert loader.IS_CHANGED(**single_file_inputs()) == 1, "the released model's inputs ask ComfyUI to load again"
 
 
 def test_single_file_loader_explains_missing_tokenizers_and_bad_names(nodes, single_files):
