@@ -49,6 +49,7 @@ def test_two_processes_give_one_process_results_for_every_family(random_folder, 
     for line in lines:
         assert line["ranks_equal"], line  # the gathered latents are the same on both ranks
         assert line["max_abs"] <= 1e-5 and line["max_rel"] <= 1e-6, line  # reordered float sums only
+        assert line["share"] == 1 / 2, line  # each rank computed half the rows: the work really was split
     # The CLI: rank 1 samples with rank 0 but neither decodes nor writes nor reports.
     assert result.returncode == 0, result.stderr[-3000:]
     assert [path.name for path in tmp_path.iterdir()] == ["video.webp"]

@@ -7,7 +7,8 @@ takes (load, the session's checks and attach, encode, sample with the agreed ste
 
 Each rank first samples alone (the same code without a session), then as one rank of the parallel run,
 and rank 0 prints one JSON line per case: the largest difference from the lone run (absolute, and relative
-to the largest latent), whether every rank ended with the same latents, and both sampling times. Exits 1
+to the largest latent), whether every rank ended with the same latents, each rank's share of the image rows
+the first block computes (1/N when the work is really split N ways), and both sampling times. Exits 1
 if a case differs by more than --atol or ranks disagree. A case is a model (a tiny name or a folder),
 then `ulysses=N`/`cfg=2`, `offload=MODE`, `cache=NAME[:VALUE]`, `attention=BACKEND` and sampling settings
 as `name=value`.
@@ -79,7 +80,8 @@ def start_image() -> torch.Tensor:
 
 def run(folder: Path, settings: SamplingSettings, offload: str, speed: SpeedSettings, device: torch.device,
         session=None):
-    """Samples the case's videos; returns the raw latents and the sampling time."""
+    """Samples the case's videos; returns the raw latents, the sampling time and the image rows (batch x tokens)
+    the first transformer block computed in its first call: what a rank's share of the work is."""
     family = read_model_index(folder)
     plan = OffloadPlan.uniform(OffloadConfig(mode=offload, onload_device=str(device)))
     if session is not None:
@@ -88,6 +90,12 @@ def run(folder: Path, settings: SamplingSettings, offload: str, speed: SpeedSett
     try:
         if session is not None:
             session.attach(model)
+        rows = []
+
+        def count_rows(_block, _args, output):  # its output: the plan splits the tokens on the block's way in
+            rows.append(output[0].shape[0] * output[0].shape[1])
+
+        model.modules["transformer"].transformer_blocks[0].register_forward_hook(count_rows)
         resolved = family.resolve(model, settings)
         guided = guides_some_step(family.guider(model, resolved), resolved.steps)
         if session is not None:
@@ -98,7 +106,7 @@ def run(folder: Path, settings: SamplingSettings, offload: str, speed: SpeedSett
         started = time.perf_counter()
         latents = sample(model, conditioning, settings,
                          on_step=silent if session is None else session.agreed_steps(silent))
-        return latents, time.perf_counter() - started
+        return latents, time.perf_counter() - started, rows[0]
     finally:
         model.release()
 
@@ -146,9 +154,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for model, spec, offload, speed, values in cases:
                 settings = replace(BASE, **values)
-                alone, alone_s = run(folders[model], settings, offload, speed, device)
+                alone, alone_s, alone_rows = run(folders[model], settings, offload, speed, device)
                 with parallel_session(ParallelSettings.parse(spec), args.device) as session:
-                    split, split_s = run(folders[model], settings, offload, speed, device, session)
+                    split, split_s, split_rows = run(folders[model], settings, offload, speed, device, session)
                 difference = (split.double() - alone.double()).abs().max().item()
                 largest = alone.double().abs().max().item()
                 agree = ranks_agree(split, device)
@@ -158,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(json.dumps({
                         "model": model, "parallel": spec, "offload": offload, "cache": speed.cache, "settings": values,
                         "max_abs": difference, "max_rel": difference / largest, "ranks_equal": agree,
+                        "share": split_rows / alone_rows,
                         "single_s": round(alone_s, 3), "parallel_s": round(split_s, 3), "ok": ok,
                     }), flush=True)
         finally:
