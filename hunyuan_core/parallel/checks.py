@@ -18,7 +18,7 @@ import torch
 
 from ..errors import UserInputError
 from ..offload.config import OffloadConfig, OffloadMode
-from ..speed.settings import ATTENTION_DEFAULT, SpeedSettings
+from ..speed.settings import ATTENTION_DEFAULT, CACHES, SpeedSettings
 from .plans import plan_for
 
 GB = 1024**3
@@ -141,16 +141,17 @@ def check_model(family, folder: Path, ulysses: int, width: int, height: int, fra
             raise ParallelSetupError(problem)
 
 
-CONTEXT_PARALLEL_MASKED_BACKENDS = ("native", "_native_cudnn", "flash_varlen_hub", "_flash_3_varlen_hub")
+CONTEXT_PARALLEL_MASKED_BACKENDS = ("native", "_native_cudnn")
 """diffusers 0.42.1 backends that run under context parallelism (`supports_context_parallel=True` in
 models/attention_dispatch.py) and take HunyuanVideo's key-padding mask; the others that support context
-parallelism (flash, sage, `_native_flash`, `_native_npu`, ...) refuse any mask."""
+parallelism (flash, sage, `_native_flash`, `_native_npu`, ...) refuse any mask, and the `_hub` varlen ones that
+would take it are refused by the pack (speed/attention.py)."""
 
 
 def check_speed(speed: SpeedSettings, shards: int) -> None:
     """Speed levers that cannot run in parallel: block-skipping caches (any parallel run), and under a
     sequence split, compilation and attention backends without context parallelism or masks."""
-    if speed.cache in ("first_block", "mag", "sea"):
+    if speed.cache in CACHES and CACHES[speed.cache].skips_blocks:
         # Under a sequence split, the cache's head hook sits on transformer_blocks.0 outside diffusers' split
         # hook there (caches are enabled per run, after parallelism): it would compare and reuse residuals of
         # one process's tokens against the whole sequence, and the processes would decide differently and wait
@@ -158,7 +159,8 @@ def check_speed(speed: SpeedSettings, shards: int) -> None:
         # process.
         raise ParallelSetupError(
             f"The {speed.cache} cache skips whole blocks from what the first block computes, which --parallel "
-            "splits across processes. Use taylorseer, faster or pyramid, or no cache, with --parallel."
+            f"splits across processes. Use {' or '.join(c.name for c in CACHES.values() if not c.skips_blocks)}, or "
+            "no cache, with --parallel."
         )
     if shards == 1:
         return

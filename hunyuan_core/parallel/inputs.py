@@ -36,24 +36,16 @@ class TransformerInputHooks:
         self.cfg_group, self.cfg_rank, self.cfg = cfg_group, cfg_rank, cfg
         self.split_rows = False
         self.local_image_tokens = 0
-        self.handles = []
 
     def attach(self, transformer: torch.nn.Module) -> None:
-        self.handles = [
-            transformer.register_forward_pre_hook(self.before, with_kwargs=True, prepend=True),
-            transformer.register_forward_hook(self.after, with_kwargs=True),
-        ]
+        """Hooks for the model's lifetime (a parallel run's model is released with its session)."""
+        transformer.register_forward_pre_hook(self.before, with_kwargs=True, prepend=True)
+        transformer.register_forward_hook(self.after, with_kwargs=True)
         if self.shards > 1:
             for path, parameter in self.plan.leading_token_counts(transformer.config).items():
                 modules = _get_submodule_by_name(transformer, path)
                 for module in modules if isinstance(modules, list) else [modules]:
-                    self.handles.append(module.register_forward_pre_hook(
-                        self._local_leading_tokens(module, parameter), with_kwargs=True))
-
-    def remove(self) -> None:
-        for handle in self.handles:
-            handle.remove()
-        self.handles = []
+                    module.register_forward_pre_hook(self._local_leading_tokens(module, parameter), with_kwargs=True)
 
     def before(self, module, args, kwargs):
         if args:

@@ -112,7 +112,6 @@ class ParallelSession:
     def __init__(self, settings: ParallelSettings, device: torch.device, owns_group: bool):
         self.settings, self.device, self.owns_group = settings, device, owns_group
         self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
-        self.local_rank = int(os.environ.get("LOCAL_RANK", str(self.rank)))
         self.local_world_size = int(os.environ.get("LOCAL_WORLD_SIZE", str(self.world_size)))
         from torch.distributed.device_mesh import init_device_mesh
 

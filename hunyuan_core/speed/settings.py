@@ -21,6 +21,7 @@ class CacheKind:
     off: float  # the value at which the cache computes every step: bitwise the uncached output
     skips: str  # what a skip saves
     decides: str  # per batch or by schedule
+    skips_blocks: bool  # a skip saves whole blocks (and their weight transfers), not only attention
 
     @property
     def counts_steps(self) -> bool:
@@ -28,27 +29,22 @@ class CacheKind:
         threshold (0 computes every step)."""
         return self.off == 1
 
-    @property
-    def skips_blocks(self) -> bool:
-        """Whether a skip saves whole blocks (and their weight transfers), not only attention."""
-        return self.skips.startswith("whole blocks")
-
 
 CACHES = {
     kind.name: kind
     for kind in (
         CacheKind("first_block", "threshold (relative change of the first block's output)", 0.05, 0.0,
-                  "whole blocks, and their weight transfers", "per batch, from the data"),
+                  "whole blocks, and their weight transfers", "per batch, from the data", True),
         CacheKind("mag", "threshold (accumulated error of the calibrated magnitude ratios)", 0.06, 0.0,
-                  "whole blocks, and their weight transfers", "by schedule: the same for every row"),
+                  "whole blocks, and their weight transfers", "by schedule: the same for every row", True),
         CacheKind("taylorseer", "cache interval in steps (1 computes every step)", 5, 1,
-                  "attention (whole blocks in lite mode)", "by schedule"),
+                  "attention (whole blocks in lite mode)", "by schedule", False),
         CacheKind("sea", "threshold (spectral distance of the latents)", 0.25, 0.0,
-                  "whole blocks, and their weight transfers", "per batch, from the data"),
+                  "whole blocks, and their weight transfers", "per batch, from the data", True),
         CacheKind("faster", "attention skip range in steps (1 computes every step)", 2, 1,
-                  "attention only", "by schedule"),
+                  "attention only", "by schedule", False),
         CacheKind("pyramid", "attention skip range in steps (1 computes every step)", 2, 1,
-                  "attention only", "by schedule"),
+                  "attention only", "by schedule", False),
     )
 }
 ATTENTION_DEFAULT = "default"  # whatever diffusers' dispatcher uses (native SDPA unless configured)
