@@ -202,7 +202,7 @@ def generate(args, parallel=None) -> list[Path]:
         settings.validate()
         family.check_video_size(settings.width, settings.height, settings.frames)
         if parallel is not None:
-            parallel.check_before_loading(folder, family, settings, plan, speed, _dtypes(args.dtype))
+            parallel.check_before_loading(folder, family, settings, plan, speed, _dtypes(args.dtype), source.files)
         model = load_pipeline(source if source.files else folder, _dtypes(args.dtype), plan, speed=speed)
         stack.callback(model.release)
         print(f"model: {source.describe()} ({family.name})\ndevice: {model.device}\n"

@@ -154,6 +154,23 @@ def test_offload_that_cannot_work_per_process(tmp_path):
     checks.check_offload(in_ram, sizes, 2, memory=64 * checks.GB)
 
 
+def test_weight_sizes_come_from_the_headers_and_the_single_files_given(random_folder, tmp_path):
+    """What the per-process memory check counts: the folder's weights in their load dtype, a single file given
+    instead (a configs-only folder holds none) at its own size."""
+    from safetensors.torch import save_file
+
+    folder = random_folder("hunyuan-video")
+    spec = read_model_index(folder).spec
+    dtypes = {name: torch.bfloat16 for name in spec.module_names}
+    from_folder = checks.weight_bytes(folder, dtypes, {})
+    transformer = HunyuanVideoTransformer3DModel.from_pretrained(folder / "transformer")
+    assert from_folder["transformer"] == 2 * sum(p.numel() for p in transformer.parameters())
+    path = tmp_path / "transformer.safetensors"
+    save_file({"w": torch.zeros(1000, dtype=torch.float8_e4m3fn)}, str(path))
+    with_file = checks.weight_bytes(folder, dtypes, {"transformer": path})
+    assert with_file["transformer"] == path.stat().st_size and with_file["vae"] == from_folder["vae"]
+
+
 def test_speed_levers_that_cannot_run_split():
     with pytest.raises(ParallelSetupError, match="The first_block cache skips whole blocks"):
         checks.check_speed(SpeedSettings(cache="first_block"), 2)

@@ -8,9 +8,9 @@ configs, this machine), so all ranks refuse together and none is left waiting in
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
-import struct
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -182,26 +182,19 @@ def check_speed(speed: SpeedSettings, shards: int) -> None:
         )
 
 
-def safetensors_elements(path: Path) -> int:
-    """Number of tensor elements in a safetensors file, from its header alone."""
-    with open(path, "rb") as file:
-        (length,) = struct.unpack("<Q", file.read(8))
-        header = json.loads(file.read(length))
-    total = 0
-    for name, entry in header.items():
-        if name != "__metadata__":
-            count = 1
-            for size in entry["shape"]:
-                count *= size
-            total += count
-    return total
+def weight_bytes(folder: Path, dtypes: Mapping[str, torch.dtype], files: Mapping[str, Path]) -> dict[str, int]:
+    """Bytes of each torch component's weights once loaded (from the safetensors headers): in its dtype from the
+    folder; a single file's own size (fp8 and GGUF files stay that small; a larger file's count is an upper
+    bound)."""
+    from ..loading.single_file.files import read_header
 
-
-def weight_bytes(folder: Path, dtypes: Mapping[str, torch.dtype]) -> dict[str, int]:
-    """Bytes of each torch component's weights once loaded in its dtype (from the safetensors headers)."""
     sizes = {}
     for name, dtype in dtypes.items():
-        elements = sum(safetensors_elements(path) for path in sorted((Path(folder) / name).glob("*.safetensors")))
+        if name in files:
+            sizes[name] = Path(files[name]).stat().st_size
+            continue
+        headers = [read_header(path, name) for path in sorted((Path(folder) / name).glob("*.safetensors"))]
+        elements = sum(math.prod(t.shape) for header in headers for t in header.tensors.values())
         sizes[name] = elements * torch.empty((), dtype=dtype).element_size()
     return sizes
 

@@ -140,17 +140,19 @@ class ParallelSession:
         return str(Path(folder) / f"host-{socket.gethostname()}")
 
     def check_before_loading(self, folder: str | Path, family, settings, plan: OffloadPlan, speed: SpeedSettings,
-                             dtypes: Mapping[str, torch.dtype] | None = None) -> None:
+                             dtypes: Mapping[str, torch.dtype] | None = None,
+                             files: Mapping[str, Path] | None = None) -> None:
         """Everything that can be refused before a weight is read (every rank refuses alike): the family's
         plan, the heads and the image tokens of `settings`' video size against the split, the speed levers,
-        and whether this machine holds a copy of the weights per process as `plan` offloads them."""
+        and whether this machine holds a copy of the weights per process as `plan` offloads them (`files`: the
+        components given as single files instead of the folder's)."""
         from ..loading.loader import resolve_dtypes
 
         checks.check_model(family, Path(folder), self.settings.ulysses, settings.width, settings.height,
                            settings.frames)
         checks.check_speed(speed, self.settings.ulysses)
         resolved = resolve_dtypes(family.spec, dtypes, plan.onload_device)
-        checks.check_offload(plan.resolve(family.spec), checks.weight_bytes(Path(folder), resolved),
+        checks.check_offload(plan.resolve(family.spec), checks.weight_bytes(Path(folder), resolved, files or {}),
                              self.local_world_size)
 
     def attach(self, model) -> None:
