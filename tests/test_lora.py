@@ -69,7 +69,7 @@ def check_equals_by_hand(model, lora, path, merged, plain):
     its removal, and leaves no adapter behind."""
     try:
         (line,) = apply_loras(model, [LoraFile(path)])
-        assert f"{len(lora.pairs)} layers" in line and "not applied" not in line
+        assert f": {len(lora.pairs)} layers, strength 1" in line and "not applied" not in line
         torch.testing.assert_close(forward(model), merged, **TOLERANCE)
         apply_loras(model, [LoraFile(path, 0.0)])
         assert torch.equal(forward(model), plain)
@@ -87,6 +87,18 @@ def test_each_format_equals_the_change_merged_by_hand(v1, v1_lora, tmp_path, fmt
     own converter (0.42.1), see test_diffusers_converter_still_needs_the_fixes."""
     lora, merged, _, plain = v1_lora
     check_equals_by_hand(v1, lora, lora.save(tmp_path / f"{fmt}.safetensors", fmt), merged, plain)
+
+
+def test_the_same_file_twice_adds_its_strengths(v1, v1_lora, tmp_path):
+    lora, _, half, plain = v1_lora
+    path = lora.save(tmp_path / "twice.safetensors", "original")
+    try:
+        (line,) = apply_loras(v1, [LoraFile(path, 0.2), LoraFile(path, 0.3)])
+        assert "strength 0.5" in line
+        torch.testing.assert_close(forward(v1), half, **TOLERANCE)
+    finally:
+        apply_loras(v1, [])
+    assert torch.equal(forward(v1), plain)
 
 
 @pytest.mark.parametrize("fused_qkv", [True, False], ids=["fused_qkv", "q_k_v_apart"])

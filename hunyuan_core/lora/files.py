@@ -32,7 +32,11 @@ class LoraFile:
     def identity(self) -> tuple:
         """What makes two entries the same LoRA: the file, and its size and time of change (a file
         overwritten under the same name is read again)."""
-        stat = self.path.stat()
+        try:
+            stat = self.path.stat()
+        except OSError:
+            raise UserInputError(f"LoRA file not found: {self.path}. It was moved or deleted after it was chosen.") \
+                from None
         return str(self.path.resolve()), stat.st_size, stat.st_mtime_ns
 
 
@@ -58,16 +62,15 @@ def read_lora_file(path: Path) -> LoraTensors:
     """The file's tensors on the CPU, and its adapter config. Only safetensors: pickled LoRAs (.pt, .ckpt, .bin)
     can run code."""
     from safetensors import SafetensorError, safe_open
-    from safetensors.torch import load_file
 
     if path.suffix != ".safetensors":
         raise UserInputError(
             f"LoRA {path.name}: only .safetensors files are read (pickled files can run code when loaded)."
         )
     try:
-        tensors = load_file(path)
         with safe_open(path, framework="pt") as file:
             metadata = file.metadata() or {}
+            tensors = {key: file.get_tensor(key) for key in file.keys()}
     except (SafetensorError, OSError) as error:
         raise UserInputError(f"Could not read the LoRA {path.name} ({error}); the file is incomplete or not a "
                              "safetensors file. Download it again.") from None
